@@ -1,0 +1,83 @@
+"""Similarity heads: text features and per-frame video features in, logit-scaled similarities out.
+
+Both heads are parameter-free and run in fp32 whatever the autocast context: they are cheap, and a
+cosine of bf16 sums is visibly coarser than the ranking needs.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import CmadapterError
+
+_EPS = 1e-12
+
+
+class TextConditionedPool(nn.Module):
+    """The paper's parameter-free head: frames pooled by a softmax over their match with the text.
+
+    ``s[n,m,f] = <t_n, v_mf> / temperature`` on raw features, padded frames masked out,
+    ``u_nm = sum_f softmax_f(s)[n,m,f] v_mf`` and ``logit[n,m] = scale * cos(t_n, u_nm)``.
+    ``u`` is never materialised (it would be N x M x D): ``<t, u> = sum_f w_f <t, v_f>`` and
+    ``|u|^2 = w^T G w`` with the per-video frame Gram matrix ``G``.
+    """
+
+    name = "text-pool"
+
+    def __init__(self, temperature: float = 5.0):
+        super().__init__()
+        if temperature <= 0:
+            raise CmadapterError(f"text-pool temperature must be positive, got {temperature}")
+        self.temperature = temperature
+
+    def frame_weights(self, text: torch.Tensor, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Softmax weights of each video's frames for each text: [N, M, F], zero on padded frames."""
+        dots = torch.einsum("nd,mfd->nmf", text.float(), video.float())
+        return _masked_softmax(dots / self.temperature, mask)
+
+    def forward(
+        self, text: torch.Tensor, video: torch.Tensor, mask: torch.Tensor, logit_scale: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.autocast(text.device.type, enabled=False):
+            text, video = text.float(), video.float()
+            dots = torch.einsum("nd,mfd->nmf", text, video)
+            weights = _masked_softmax(dots / self.temperature, mask)
+            text_dot_pooled = (weights * dots).sum(-1)
+            gram = torch.einsum("mfd,mgd->mfg", video, video)
+            pooled_sq = torch.einsum("nmf,mfg,nmg->nm", weights, gram, weights)
+            pooled_norm = pooled_sq.clamp_min(_EPS**2).sqrt()
+            text_norm = text.norm(dim=-1, keepdim=True).clamp_min(_EPS)
+            return logit_scale.float() * text_dot_pooled / (text_norm * pooled_norm)
+
+
+class MeanPool(nn.Module):
+    """CLIP4Clip's ``meanP``: L2-normalised frames, masked mean, re-normalised, cosine."""
+
+    name = "meanP"
+
+    def forward(
+        self, text: torch.Tensor, video: torch.Tensor, mask: torch.Tensor, logit_scale: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.autocast(text.device.type, enabled=False):
+            frames = F.normalize(video.float(), dim=-1, eps=_EPS) * mask[..., None]
+            pooled = frames.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+            pooled = F.normalize(pooled, dim=-1, eps=_EPS)
+            return logit_scale.float() * F.normalize(text.float(), dim=-1, eps=_EPS) @ pooled.T
+
+
+HEADS = {"text-pool": TextConditionedPool, "meanP": MeanPool}
+
+
+def create_head(name: str, **options) -> nn.Module:
+    try:
+        cls = HEADS[name]
+    except KeyError:
+        raise CmadapterError(f"unknown head {name!r}; choose one of {', '.join(HEADS)}") from None
+    return cls(**options)
+
+
+def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # mask [M, F] broadcasts over the text axis; every video has at least one valid frame (checked upstream).
+    return scores.masked_fill(~mask[None], float("-inf")).softmax(dim=-1)

@@ -1,0 +1,107 @@
+"""The interface every adaptation method implements.
+
+A method is built against a backbone (it reads tensor shapes off it), owns its trainable tensors under
+stable names, and attaches itself to the backbone (puts its modules into the backbone's slots) or
+detaches (restores them). Checkpoints store ``trainable_tensors()`` and ``describe()`` and nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..backbone import Backbone
+from ..errors import CheckpointError, CmadapterError
+
+
+@dataclasses.dataclass
+class MethodOptions:
+    """Options of a method; each method subclasses this with its own fields and paper defaults."""
+
+    def validate(self, backbone: Backbone) -> None:  # pragma: no cover - overridden where needed
+        pass
+
+
+class Method(nn.Module, ABC):
+    name: ClassVar[str]
+    Options: ClassVar[type[MethodOptions]]
+    # True for methods that train backbone tensors in place (full, partial, projection): those cannot
+    # be switched on a shared backbone without reloading it.
+    modifies_backbone: ClassVar[bool] = False
+
+    def __init__(self, backbone: Backbone, options: MethodOptions):
+        super().__init__()
+        options.validate(backbone)
+        self.options = options
+        self.attached = False
+
+    @abstractmethod
+    def attach(self, backbone: Backbone) -> None:
+        """Put this method's modules into the backbone; afterwards the backbone computes the adapted model."""
+
+    @abstractmethod
+    def detach(self, backbone: Backbone) -> None:
+        """Undo ``attach``: the backbone computes the plain model again."""
+
+    @abstractmethod
+    def trainable_tensors(self) -> dict[str, nn.Parameter]:
+        """Every tensor this method trains, each once, under a stable name used in checkpoints."""
+
+    def parameter_breakdown(self) -> dict[str, int]:
+        """Trainable parameter counts by part (e.g. vision/text/shared); sums to the total."""
+        return {"total": self.num_trainable()}
+
+    def num_trainable(self) -> int:
+        return sum(t.numel() for t in self.trainable_tensors().values())
+
+    def decays(self, name: str, tensor: torch.Tensor) -> bool:
+        """Whether decoupled weight decay applies: matrices yes; biases, norms, embeddings and scales no."""
+        return tensor.ndim >= 2 and not name.endswith(("bias", "embedding", "logit_scale"))
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "options": dataclasses.asdict(self.options)}
+
+    @torch.no_grad()
+    def load_tensors(self, tensors: dict[str, torch.Tensor], *, source: str) -> None:
+        """Copy saved tensors in; the set of names and every shape must match exactly."""
+        own = self.trainable_tensors()
+        missing = sorted(set(own) - set(tensors))
+        unexpected = sorted(set(tensors) - set(own))
+        if missing or unexpected:
+            raise CheckpointError(
+                f"{source} does not fit method {self.name!r}: "
+                f"{len(missing)} tensors missing (e.g. {missing[:3]}), {len(unexpected)} unexpected "
+                f"(e.g. {unexpected[:3]})"
+            )
+        for key, parameter in own.items():
+            if tensors[key].shape != parameter.shape:
+                raise CheckpointError(
+                    f"{source}: tensor {key} has shape {tuple(tensors[key].shape)}, "
+                    f"the model expects {tuple(parameter.shape)}"
+                )
+            parameter.copy_(tensors[key].to(parameter.dtype))
+
+
+def make_options(cls: type[MethodOptions], values: dict[str, Any], *, method: str) -> MethodOptions:
+    """Options from plain values, with clear errors for unknown names and wrong types."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise CmadapterError(
+            f"method {method!r} has no option {unknown[0]!r}; its options are {', '.join(sorted(fields)) or 'none'}"
+        )
+    checked = {}
+    for key, value in values.items():
+        expected = type(getattr(cls(), key))
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if expected is tuple and isinstance(value, list):
+            value = tuple(value)
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise CmadapterError(f"option {key!r} of method {method!r} must be {expected.__name__}, got {value!r}")
+        checked[key] = value
+    return cls(**checked)

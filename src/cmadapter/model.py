@@ -1,0 +1,298 @@
+"""The retrieval model: a frozen CLIP, zero or more adaptation methods (one active), a similarity head.
+
+model = build_model("ViT-B-32-quickgelu", pretrained="openai", method="cross-modal", r=8, shared_dim=16)
+tokens = model.tokenize(["a man plays guitar"])   # [N, 32]
+t = model.encode_text(tokens)                     # [N, D]
+v = model.encode_video(frames, frame_mask)        # frames [B, T, 3, H, W] -> [B, T, D]
+logits = model.similarity(t, v, frame_mask)       # [N, B], logit-scaled
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from open_clip.transformer import text_global_pool
+from torch import nn
+
+from .backbone import Backbone, load_backbone, looks_like_path
+from .checkpoint import AdapterCheckpoint, current_versions, load_adapter_checkpoint, save_adapter_checkpoint
+from .errors import CheckpointError, CmadapterError
+from .heads import create_head
+from .methods import Method, create_method
+from .tokenizer import DEFAULT_CONTEXT_LENGTH, Tokenizer
+
+_UNSET: Any = object()
+DEFAULT_ADAPTER = "default"
+
+
+class RetrievalModel(nn.Module):
+    def __init__(
+        self,
+        backbone: Backbone,
+        head: str = "text-pool",
+        head_options: dict[str, Any] | None = None,
+        context_length: int = DEFAULT_CONTEXT_LENGTH,
+    ):
+        super().__init__()
+        if context_length > backbone.architecture.context_length:
+            raise CmadapterError(
+                f"context_length {context_length} exceeds the backbone's {backbone.architecture.context_length}"
+            )
+        self.backbone = backbone
+        self.clip = backbone.model
+        self.tokenizer = Tokenizer(backbone.name, context_length)
+        self.adapters = nn.ModuleDict()
+        self._adapter_heads: dict[str, dict[str, Any]] = {}
+        self.active_adapter: str | None = None
+        self.set_head(head, **(head_options or {}))
+
+    # ---- adapters -------------------------------------------------------------------------------------
+
+    @property
+    def method(self) -> Method | None:
+        """The active adaptation method, or None for the plain frozen backbone."""
+        return self.adapters[self.active_adapter] if self.active_adapter is not None else None
+
+    def add_adapter(self, name: str, method: Method, *, activate: bool = True) -> None:
+        if not name or "." in name:
+            raise CmadapterError(f"adapter name must be non-empty and contain no '.', got {name!r}")
+        if name in self.adapters:
+            raise CmadapterError(f"an adapter named {name!r} is already loaded; remove it or pick another name")
+        if method.modifies_backbone and len(self.adapters):
+            raise CmadapterError(
+                f"method {method.name!r} trains backbone tensors in place and cannot share a backbone with "
+                "other adapters; build a separate model for it"
+            )
+        if any(m.modifies_backbone for m in self.adapters.values()):
+            raise CmadapterError("this backbone holds in-place trained weights; build a fresh model for more adapters")
+        self.adapters[name] = method.to(self.clip.logit_scale.device)
+        self._adapter_heads[name] = self.head_spec()
+        for tensor in method.trainable_tensors().values():
+            tensor.requires_grad_(False)
+        if activate:
+            self.set_adapter(name)
+
+    def set_adapter(self, name: str | None) -> None:
+        """Make ``name`` the active adapter (None: the plain backbone); no backbone reload, no copy."""
+        if name is not None and name not in self.adapters:
+            raise CmadapterError(f"no adapter named {name!r}; loaded: {', '.join(self.adapters) or 'none'}")
+        if self.method is not None:
+            self.method.detach(self.backbone)
+            for tensor in self.method.trainable_tensors().values():
+                tensor.requires_grad_(False)
+        self.active_adapter = name
+        if self.method is not None:
+            self.method.attach(self.backbone)
+            for tensor in self.method.trainable_tensors().values():
+                tensor.requires_grad_(True)
+            spec = dict(self._adapter_heads[name])
+            self.set_head(spec.pop("name"), **spec)
+
+    def remove_adapter(self, name: str) -> None:
+        if name == self.active_adapter:
+            self.set_adapter(None)
+        del self.adapters[name]
+        del self._adapter_heads[name]
+
+    def load_adapter(
+        self, adapter: str | os.PathLike | AdapterCheckpoint, name: str | None = None, *, activate: bool = True
+    ) -> str:
+        """Load an adapter checkpoint (a path or one already read) onto this backbone; returns its name."""
+        source = "adapter checkpoint" if isinstance(adapter, AdapterCheckpoint) else str(adapter)
+        checkpoint = adapter if isinstance(adapter, AdapterCheckpoint) else load_adapter_checkpoint(adapter)
+        diff = checkpoint.architecture.differences(self.backbone.architecture)
+        if diff:
+            raise CheckpointError(
+                f"{source} was trained on a different backbone ({checkpoint.backbone_name or 'from a file'}): "
+                + "; ".join(diff)
+            )
+        method = create_method(checkpoint.method, self.backbone, checkpoint.options)
+        method.load_tensors(checkpoint.tensors, source=source)
+        if name is None:
+            name = DEFAULT_ADAPTER if DEFAULT_ADAPTER not in self.adapters else f"adapter{len(self.adapters)}"
+        self.add_adapter(name, method, activate=False)
+        self._adapter_heads[name] = dict(checkpoint.head)
+        if activate:
+            self.set_adapter(name)
+        return name
+
+    def adapter_checkpoint(self, name: str | None = None, extra: dict[str, Any] | None = None) -> AdapterCheckpoint:
+        name = name or self.active_adapter
+        if name is None:
+            raise CmadapterError("no adapter to save: the model is the plain backbone")
+        method = self.adapters[name]
+        description = method.describe()
+        return AdapterCheckpoint(
+            tensors={k: v.detach() for k, v in method.trainable_tensors().items()},
+            method=description["method"],
+            options=description["options"],
+            head=self._adapter_heads[name],
+            architecture=self.backbone.architecture,
+            backbone_name=self.backbone.name,
+            context_length=self.tokenizer.context_length,
+            extra=dict(extra or {}),
+            versions=current_versions(),
+        )
+
+    def save_adapter(self, path: str | os.PathLike, name: str | None = None, extra: dict[str, Any] | None = None):
+        return save_adapter_checkpoint(self.adapter_checkpoint(name, extra), path)
+
+    def trainable_parameters(self) -> dict[str, nn.Parameter]:
+        return dict(self.method.trainable_tensors()) if self.method is not None else {}
+
+    def num_parameters(self) -> dict[str, int]:
+        """Trainable and total parameter counts of the model as it computes now (active adapter only)."""
+        method = self.method
+        added = {id(p) for p in method.parameters()} if method is not None and not method.modifies_backbone else set()
+        backbone = sum(p.numel() for p in self.clip.parameters() if id(p) not in added)
+        trainable = method.num_trainable() if method is not None else 0
+        extra = trainable if added else 0
+        return {"trainable_params": trainable, "total_params": backbone + extra, "backbone_params": backbone}
+
+    # ---- head -----------------------------------------------------------------------------------------
+
+    def set_head(self, name: str, **options: Any) -> None:
+        self.head = create_head(name, **options)
+        if self.active_adapter is not None:
+            self._adapter_heads[self.active_adapter] = self.head_spec()
+
+    def head_spec(self) -> dict[str, Any]:
+        spec = {"name": self.head.name}
+        if hasattr(self.head, "temperature"):
+            spec["temperature"] = self.head.temperature
+        return spec
+
+    # ---- encoding -------------------------------------------------------------------------------------
+
+    @property
+    def image_size(self) -> int:
+        return self.backbone.architecture.image_size
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp()
+
+    @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    def tokenize(self, texts) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
+        """End-of-text feature after ``ln_final @ text_projection``: [N, L] token ids -> [N, D]."""
+        if tokens.ndim != 2 or tokens.dtype not in (torch.int32, torch.int64):
+            raise CmadapterError(f"tokens must be an integer tensor [N, L], got {tuple(tokens.shape)} {tokens.dtype}")
+        clip = self.clip
+        length = tokens.shape[1]
+        if length > clip.positional_embedding.shape[0]:
+            raise CmadapterError(f"{length} tokens exceed the text tower's {clip.positional_embedding.shape[0]}")
+        tokens = tokens.to(self.device)
+        # open_clip's encode_text adds the full 77-position embedding; slice it for shorter contexts.
+        x = clip.token_embedding(tokens) + clip.positional_embedding[:length]
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+        x = clip.ln_final(x)
+        x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+        return x @ clip.text_projection
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """CLS feature after ``ln_post @ proj`` of each image: [N, 3, H, W] -> [N, D]."""
+        return self.clip.visual(images.to(self.device))
+
+    def encode_video(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-frame features: [B, T, 3, H, W] -> [B, T, D]; padded frames are not encoded (zeros)."""
+        frame_mask = check_video_input(frames, frame_mask, self.image_size)
+        frames, frame_mask = frames.to(self.device), frame_mask.to(self.device)
+        if bool(frame_mask.all()):
+            features = self.encode_images(frames.flatten(0, 1))
+            return features.view(*frames.shape[:2], -1)
+        features = self.encode_images(frames[frame_mask])
+        out = features.new_zeros(*frames.shape[:2], features.shape[-1])
+        out[frame_mask] = features
+        return out
+
+    def similarity(
+        self, text: torch.Tensor, video: torch.Tensor, frame_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logit-scaled similarities [N texts, B videos] from the head."""
+        if frame_mask is None:
+            frame_mask = torch.ones(video.shape[:2], dtype=torch.bool, device=video.device)
+        return self.head(text, video, frame_mask.to(video.device), self.logit_scale)
+
+    def forward(self, tokens: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        """Training forward: logits [B, B] of B captions against their B videos."""
+        return self.similarity(self.encode_text(tokens), self.encode_video(frames, frame_mask), frame_mask)
+
+
+def check_video_input(frames: torch.Tensor, frame_mask: torch.Tensor | None, image_size: int) -> torch.Tensor:
+    """Validate a frame batch and return its boolean mask; errors name the problem and the video rows."""
+    if not isinstance(frames, torch.Tensor) or frames.ndim != 5 or frames.shape[2] != 3:
+        shape = tuple(frames.shape) if isinstance(frames, torch.Tensor) else type(frames).__name__
+        raise CmadapterError(f"frames must be a tensor [B, T, 3, H, W], got {shape}")
+    if tuple(frames.shape[-2:]) != (image_size, image_size):
+        raise CmadapterError(
+            f"frames are {frames.shape[-2]}x{frames.shape[-1]} but the backbone takes {image_size}x{image_size}"
+        )
+    if not frames.is_floating_point():
+        raise CmadapterError(f"frames must be normalised floats, got {frames.dtype}")
+    if frame_mask is None:
+        return torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
+    if tuple(frame_mask.shape) != tuple(frames.shape[:2]):
+        raise CmadapterError(f"frame_mask must be [B, T] = {tuple(frames.shape[:2])}, got {tuple(frame_mask.shape)}")
+    frame_mask = frame_mask.bool()
+    empty = (~frame_mask.any(dim=1)).nonzero().flatten().tolist()
+    if empty:
+        raise CmadapterError(f"videos at batch rows {empty[:10]} have no valid frame in frame_mask")
+    return frame_mask
+
+
+def build_model(
+    backbone: str | None = None,
+    pretrained: str | os.PathLike | None = None,
+    method: str | None = _UNSET,
+    head: str = _UNSET,
+    adapter: str | os.PathLike | None = None,
+    *,
+    context_length: int | None = None,
+    temperature: float | None = None,
+    device: str | torch.device = "cpu",
+    **method_options: Any,
+) -> RetrievalModel:
+    """Build a retrieval model.
+
+    ``backbone``: an open_clip model name; ``pretrained``: None (random), "openai" (or another open_clip
+    tag), or a local OpenAI-layout weights file whose architecture is read off its tensors.
+    ``method``: an adaptation method ("cross-modal" by default; None for the plain backbone) with its
+    options as keywords (``r=8, shared_dim=16``). ``adapter``: an adapter checkpoint; method, options,
+    head and context length then come from it (and the backbone name too, when not given).
+    """
+    checkpoint = load_adapter_checkpoint(adapter) if adapter is not None else None
+    if checkpoint is not None:
+        if method is not _UNSET and method != checkpoint.method:
+            raise CmadapterError(f"{adapter} holds a {checkpoint.method!r} adapter, not {method!r}")
+        if method_options:
+            raise CmadapterError(f"method options come from {adapter}; do not pass {sorted(method_options)}")
+        if backbone is None and not (pretrained is not None and looks_like_path(pretrained)):
+            backbone = checkpoint.backbone_name
+    loaded = load_backbone(backbone, pretrained, device=device)
+    head_name = checkpoint.head["name"] if checkpoint is not None and head is _UNSET else head
+    head_name = "text-pool" if head_name is _UNSET else head_name
+    head_options = {} if temperature is None else {"temperature": temperature}
+    if checkpoint is not None and head is _UNSET:
+        head_options = {k: v for k, v in checkpoint.head.items() if k != "name"} | head_options
+    if context_length is None:
+        context_length = checkpoint.context_length if checkpoint is not None else DEFAULT_CONTEXT_LENGTH
+    model = RetrievalModel(loaded, head=head_name, head_options=head_options, context_length=context_length)
+    if checkpoint is not None:
+        model.load_adapter(checkpoint)
+        if head is not _UNSET or temperature is not None:
+            model.set_head(head_name, **head_options)
+    else:
+        method = "cross-modal" if method is _UNSET else method
+        if method is not None:
+            model.add_adapter(DEFAULT_ADAPTER, create_method(method, loaded, method_options))
+        elif method_options:
+            raise CmadapterError(f"options {sorted(method_options)} given without a method")
+    return model.to(device)

@@ -1,0 +1,46 @@
+"""Tiny CLIP backbones the tests build and save themselves (no downloads)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cmadapter.backbone import Architecture, build_clip
+
+TINY = Architecture(
+    embed_dim=32,
+    image_size=32,
+    patch_size=8,
+    vision_width=64,
+    vision_layers=2,
+    vision_heads=1,
+    text_width=64,
+    text_layers=2,
+    text_heads=1,
+    context_length=77,
+    vocab_size=49408,  # the real BPE vocabulary, so open_clip's tokenizer works unchanged
+    activation="quick_gelu",
+)
+
+
+def tiny_state_dict(arch: Architecture = TINY, seed: int = 0) -> dict[str, torch.Tensor]:
+    torch.manual_seed(seed)
+    model = build_clip(arch)
+    with torch.no_grad():  # a real CLIP's scale; a random one would leave logits nearly flat
+        model.logit_scale.fill_(torch.log(torch.tensor(100.0)))
+    return model.state_dict()
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A plain OpenAI-layout state dict of a tiny CLIP, as `torch.save` writes it."""
+    path = tmp_path_factory.mktemp("weights") / "tiny-clip.pt"
+    torch.save(tiny_state_dict(), path)
+    return path
+
+
+def random_video(batch: int = 2, frames: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, frames, 3, size, size, generator=generator)

@@ -1,0 +1,61 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from cmadapter.cli import main
+from test_official import official_checkpoint
+
+PAPER_COUNTS = [
+    ("ViT-B-32-quickgelu", 8, 16, 519168, {"vision": 310080, "text": 205632, "shared": 3456}),
+    ("ViT-B-16-quickgelu", 8, 16, 519168, {"vision": 310080, "text": 205632, "shared": 3456}),
+    ("ViT-B-32-quickgelu", 8, 0, 522624, None),
+    ("ViT-B-32-quickgelu", 16, 32, 1001472, None),  # paper: 1.00M (MSVD)
+    ("ViT-B-32-quickgelu", 16, 64, 988416, None),  # paper: 0.99M (VATEX)
+    ("ViT-B-32-quickgelu", 16, 512, 805632, None),  # paper: 0.81M (ActivityNet)
+]
+
+
+def info_json(capsys, *args):
+    assert main(["info", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize(("backbone", "r", "ds", "trainable", "breakdown"), PAPER_COUNTS)
+def test_info_reports_the_papers_parameter_counts(capsys, backbone, r, ds, trainable, breakdown):
+    report = info_json(
+        capsys, "--backbone", backbone, "--method", "cross-modal", "--r", str(r), "--shared-dim", str(ds)
+    )
+    assert report["trainable_params"] == trainable
+    if breakdown:
+        assert report["breakdown"] == breakdown
+    assert report["total_params"] == report["backbone_params"] + trainable
+
+
+def test_info_on_a_weights_file(capsys, tiny_weights):
+    report = info_json(capsys, "--pretrained", str(tiny_weights), "--r", "4", "--shared-dim", "8")
+    assert report["architecture"]["vision_width"] == 64
+    assert report["trainable_params"] == sum(report["breakdown"].values())
+
+
+def test_errors_are_one_line_without_traceback(capsys):
+    assert main(["info", "--backbone", "ViT-B-32-quickgelu", "--r", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: adapter bottleneck r must be a positive integer") and "Traceback" not in err
+
+
+def test_convert_official_command(tmp_path, capsys):
+    torch.save(official_checkpoint(), tmp_path / "pytorch_model.bin.1")
+    out = tmp_path / "adapter.safetensors"
+    assert main(["convert-official", str(tmp_path / "pytorch_model.bin.1"), "--out", str(out)]) == 0
+    assert "r=4, d_s=8" in capsys.readouterr().out
+    assert out.is_file()
+
+
+def test_console_script_runs():
+    result = subprocess.run(
+        [sys.executable, "-m", "cmadapter", "info", "--backbone", "nope"], capture_output=True, text=True
+    )
+    assert result.returncode == 2 and "unknown backbone 'nope'" in result.stderr
