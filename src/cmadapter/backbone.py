@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .blocks import flatten_blocks
 from .errors import CheckpointError, CmadapterError
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,7 @@ def load_backbone(
             source = str(pretrained)
         _check_supported(model, name)
         architecture = architecture_of(model)
+    flatten_blocks(model)
     freeze(model)
     model.to(device)
     return Backbone(model=model, architecture=architecture, name=name, source=source)

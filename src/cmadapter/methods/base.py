@@ -62,6 +62,21 @@ class Method(nn.Module, ABC):
         """Whether decoupled weight decay applies: matrices yes; biases, norms, embeddings and scales no."""
         return tensor.ndim >= 2 and not name.endswith(("bias", "embedding", "logit_scale"))
 
+    def param_groups(self, lr: float, weight_decay: float) -> list[dict[str, Any]]:
+        """Optimizer groups over the trainable tensors: decoupled weight decay on matrices only.
+
+        Methods that need their own learning rates for some tensors (full fine-tuning's backbone)
+        override this; the trainer uses whatever groups come back.
+        """
+        decay, no_decay = [], []
+        for name, tensor in self.trainable_tensors().items():
+            (decay if self.decays(name, tensor) else no_decay).append(tensor)
+        groups = [
+            {"name": "decay", "params": decay, "lr": lr, "weight_decay": weight_decay},
+            {"name": "no_decay", "params": no_decay, "lr": lr, "weight_decay": 0.0},
+        ]
+        return [g for g in groups if g["params"]]
+
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "options": dataclasses.asdict(self.options)}
 
