@@ -1,0 +1,110 @@
+"""Multi-process training through ``torchrun``: process-group set-up and feature gathering.
+
+Nothing happens at import. ``init_distributed`` is called by the training entry point; without the
+variables torchrun sets, it returns a one-process context and needs no launcher.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
+    if preference == "auto":
+        preference = "cuda" if torch.cuda.is_available() else "cpu"
+    if preference == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device=cuda was asked for but no CUDA device is available")
+        return torch.device("cuda", local_rank)
+    return torch.device(preference)
+
+
+def init_distributed(device_preference: str = "auto") -> DistributedContext:
+    """Join the process group torchrun describes (nccl on GPU, gloo on CPU), or run as one process."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = resolve_device(device_preference, local_rank)
+    if world_size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+
+
+def shutdown_distributed(context: DistributedContext) -> None:
+    if context.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def gather_with_grad(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    """Concatenate every process's tensor along dim 0, rank order; gradients flow back to each owner.
+
+    ``torch.distributed.nn.all_gather`` sums the incoming gradients over processes in backward, so
+    each process's loss (the same global loss everywhere) contributes; the trainer then averages the
+    parameter gradients over processes, which leaves exactly the gradient of the global loss.
+    """
+    if not context.enabled:
+        return tensor
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+
+
+def gather_no_grad(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:
+    if not context.enabled:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(context.world_size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=0)
+
+
+def average_gradients(parameters: list[torch.Tensor], context: DistributedContext) -> None:
+    """All-reduce the gradients in one flat buffer and divide by the number of processes."""
+    if not context.enabled:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= context.world_size
+    offset = 0
+    for grad in grads:
+        grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
+        offset += grad.numel()
+
+
+def broadcast_object(value, context: DistributedContext):
+    if not context.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.enabled:
+        dist.barrier()
