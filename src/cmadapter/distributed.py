@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
@@ -19,7 +19,7 @@ class DistributedContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
     @property
     def is_main(self) -> bool:
@@ -68,9 +68,31 @@ def gather_with_grad(tensor: torch.Tensor, context: DistributedContext) -> torch
     """
     if not context.enabled:
         return tensor
+    import warnings
+
     from torch.distributed.nn.functional import all_gather
 
-    return torch.cat(all_gather(tensor.contiguous()), dim=0)
+    with warnings.catch_warnings():  # deprecated in favour of a private module; still the public API
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = all_gather(tensor.contiguous())
+    return torch.cat([_ContiguousGrad.apply(part) for part in parts], dim=0)
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous.
+
+    all_gather's backward sends each process its slice of the gradient through gloo's all-to-all,
+    which reads raw memory: a strided gradient (as the text-pool head's einsums produce) arrives
+    scrambled. Measured: wrong adapter gradients under torchrun without this, exact with it.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
 
 
 def gather_no_grad(tensor: torch.Tensor, context: DistributedContext) -> torch.Tensor:

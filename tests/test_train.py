@@ -1,0 +1,107 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from cmadapter import build_model
+from cmadapter.evaluate import evaluate
+from cmadapter.train import train
+from toy_data import colour_data
+from toy_training import toy_config
+
+SCRIPT = Path(__file__).with_name("toy_training.py")
+
+
+def run_script(*args, torchrun=False):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launcher = (
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+        if torchrun
+        else [sys.executable]
+    )
+    return subprocess.run([*launcher, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_training_learns_the_toy_task(tiny_weights, tmp_path):
+    overrides = {"train.epochs": 15, "train.save_every_steps": None, "eval.every_epochs": 5}
+    config = toy_config(str(tiny_weights), str(tmp_path), **overrides)
+    plain = build_model(pretrained=tiny_weights, method=None)
+    data = colour_data(plain.tokenizer)
+    before = evaluate(plain, data.test, config.eval, progress=False)["t2v"]["R1"]
+    results = train(config, data, progress=False)
+    after = results["test"]["t2v"]["R1"]
+    assert before <= 40 and after >= 75, (before, after)
+
+
+def test_run_folder_holds_config_logs_checkpoints_and_metrics(tiny_weights, tmp_path, capsys):
+    config = toy_config(str(tiny_weights), str(tmp_path), **{"train.epochs": 2})
+    results = train(config, colour_data(build_model(pretrained=tiny_weights, method=None).tokenizer), progress=False)
+    run = tmp_path / "toy"
+    assert "toy: cross-modal" in capsys.readouterr().out  # the one-line summary
+    assert (run / "config.yaml").is_file()
+    steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps[-1]["global_step"] == 8 and {"loss", "lr", "samples_per_second", "peak_memory_mb"} <= set(steps[-1])
+    assert list(run.glob("events.out.tfevents*"))
+    assert sorted(p.name for p in (run / "checkpoints").glob("epoch*")) == [
+        "epoch001.safetensors",
+        "epoch002.safetensors",
+    ]
+    assert len(list((run / "checkpoints").glob("state-step*.safetensors"))) == 2  # the newest two kept
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test"]["t2v"]["R1"] == results["test"]["t2v"]["R1"]
+    assert saved["efficiency"]["trainable_params"] > 0 and saved["efficiency"]["step_seconds_median"] > 0
+    assert saved["selection"].startswith("validation") and len(saved["validation"]) == 2
+    best = build_model(pretrained=tiny_weights, adapter=run / "best.safetensors")
+    assert best.method.num_trainable() == saved["efficiency"]["trainable_params"]
+
+
+def test_without_validation_split_the_last_epoch_is_used_and_said(tiny_weights, tmp_path):
+    config = toy_config(str(tiny_weights), str(tmp_path), **{"train.epochs": 1})
+    data = colour_data(build_model(pretrained=tiny_weights, method=None).tokenizer, validation=False)
+    results = train(config, data, progress=False)
+    assert results["selection"] == "last epoch (no validation split)"
+    last = load_file(tmp_path / "toy" / "checkpoints" / "epoch001.safetensors")
+    best = load_file(tmp_path / "toy" / "best.safetensors")
+    assert all(torch.equal(last[k], best[k]) for k in last)
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_weights, tmp_path):
+    common = ["--weights", str(tiny_weights)]
+    straight = run_script("train", *common, "--out", str(tmp_path / "a"))
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    killed = run_script("train", *common, "--out", str(tmp_path / "b"), "--kill-after", "6")
+    assert killed.returncode == -9, killed.stderr[-2000:]  # really killed, mid-run (12 steps in all)
+    assert not (tmp_path / "b" / "toy" / "metrics.json").exists()
+    resumed = run_script("train", *common, "--out", str(tmp_path / "b"), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from" in resumed.stderr and "step00000006" in resumed.stderr
+
+    for name in ("checkpoints/epoch003.safetensors", "best.safetensors"):
+        a, b = load_file(tmp_path / "a" / "toy" / name), load_file(tmp_path / "b" / "toy" / name)
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.allclose(a[key], b[key], rtol=0, atol=1e-6), (name, key)
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_match_one_process_on_the_global_batch(tiny_weights, tmp_path):
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    one = run_script("grads", "--weights", str(tiny_weights), "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = run_script("grads", "--weights", str(tiny_weights), "--out", str(tmp_path / "two"), torchrun=True)
+    assert two.returncode == 0, two.stderr[-3000:]
+    single = torch.load(tmp_path / "one" / "grads.pt", weights_only=True)
+    double = torch.load(tmp_path / "two" / "grads.pt", weights_only=True)
+    assert single["world_size"] == 1 and double["world_size"] == 2
+    assert abs(single["loss"] - double["loss"]) < 1e-5
+    assert single["grads"].keys() == double["grads"].keys()
+    assert any(g.abs().sum() > 0 for g in single["grads"].values())
+    for key, grad in single["grads"].items():
+        assert torch.allclose(grad, double["grads"][key], rtol=0, atol=1e-5), key

@@ -1,0 +1,81 @@
+"""Runs toy training in its own process: killed mid-run, resumed, or under torchrun (see test_train.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from cmadapter.config import load_config
+from cmadapter.distributed import init_distributed, shutdown_distributed
+from cmadapter.tokenizer import Tokenizer
+from cmadapter.train import Trainer, train
+from toy_data import colour_data
+
+
+def toy_config(weights: str, out: str, **overrides):
+    values = {
+        "name": "toy",
+        "output_dir": out,
+        "model.backbone": None,
+        "model.pretrained": weights,
+        "model.method_options": {"r": 8, "shared_dim": 16},
+        "train.batch_size": 8,
+        "train.epochs": 3,
+        "train.precision": "fp32",
+        "train.device": "cpu",
+        "train.save_every_steps": 1,
+        "optim.lr": 1e-2,
+        "data.workers": 0,
+    }
+    values.update(overrides)
+    return load_config(None, values)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["train", "grads"])
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--kill-after", type=int, default=None)
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    config = toy_config(args.weights, args.out, resume="auto" if args.resume else None)
+    data = colour_data(Tokenizer(None, 32))
+
+    if args.mode == "train":
+        callbacks = []
+        if args.kill_after is not None:
+
+            def kill(info):
+                if info.global_step == args.kill_after:
+                    os.kill(os.getpid(), signal.SIGKILL)  # a real, unannounced death
+
+            callbacks.append(kill)
+        train(config, data, callbacks=callbacks, progress=False)
+        return
+
+    context = init_distributed("cpu")
+    try:
+        trainer = Trainer(config, context, data=data, model=None, callbacks=(), progress=False)
+        trainer.sampler.set_epoch(0)
+        tokens, frames, mask, _ids = next(iter(trainer._loader(0)))
+        loss = trainer.compute_gradients(tokens, frames, mask)
+        if context.is_main:
+            grads = {k: v.grad.clone() for k, v in trainer.model.trainable_parameters().items()}
+            torch.save(
+                {"loss": loss, "grads": grads, "world_size": context.world_size}, os.path.join(args.out, "grads.pt")
+            )
+    finally:
+        shutdown_distributed(context)
+
+
+if __name__ == "__main__":
+    main()
