@@ -67,7 +67,7 @@ def main() -> None:
         trainer = Trainer(config, context, data=data, model=None, callbacks=(), progress=False)
         trainer.sampler.set_epoch(0)
         tokens, frames, mask, _ids = next(iter(trainer._loader(0)))
-        loss = trainer.compute_gradients(tokens, frames, mask)
+        loss = trainer.stepper.compute_gradients(tokens, frames, mask)
         if context.is_main:
             grads = {k: v.grad.clone() for k, v in trainer.model.trainable_parameters().items()}
             torch.save(

@@ -151,6 +151,9 @@ class Trainer:
         self.optimizer = build_optimizer(self.model.method, config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
         self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.precision == "fp16")
+        self.stepper = Stepper(
+            self.model, self.optimizer, self.scheduler, self.scaler, self.precision, context, config.optim.grad_clip
+        )
         self.position = Position()
         self.bookkeeping: dict[str, Any] = {"validation": [], "step_seconds": [], "train_seconds": 0.0}
         self._writer = None
@@ -274,39 +277,9 @@ class Trainer:
         return False
 
     def _step(self, tokens: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> float:
-        loss = self.compute_gradients(tokens, frames, mask)
-        self.apply_gradients()
+        loss = self.stepper.compute_gradients(tokens, frames, mask, step=self.position.global_step + 1)
+        self.stepper.apply_gradients()
         return loss
-
-    def compute_gradients(self, tokens: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor) -> float:
-        """Forward and backward of the global-batch loss; afterwards every process holds the same gradients."""
-        device, context, model = self.context.device, self.context, self.model
-        tokens = tokens.to(device, non_blocking=True)
-        frames = frames.to(device, non_blocking=True)
-        mask = mask.to(device, non_blocking=True)
-        with autocast(device, self.precision):
-            text = model.encode_text(tokens)
-            video = model.encode_video(frames, mask)
-        # The loss is over the global batch: every process sees every feature, gradients flow home.
-        text, video = gather_with_grad(text, context), gather_with_grad(video, context)
-        mask = gather_no_grad(mask, context)
-        loss = symmetric_infonce(model.similarity(text, video, mask))
-        if not torch.isfinite(loss):
-            raise CmadapterError(
-                f"loss is {loss.item()} at step {self.position.global_step + 1}; lower the learning rate or use fp32"
-            )
-        self.scaler.scale(loss).backward()
-        average_gradients(self.params, context)
-        return loss.item()
-
-    def apply_gradients(self) -> None:
-        self.scaler.unscale_(self.optimizer)
-        if self.config.optim.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.config.optim.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
 
     # ---- logging and checkpoints ----------------------------------------------------------------------
 
@@ -432,6 +405,53 @@ class Trainer:
             (self.run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
             print(summary_line(results))
         return results
+
+
+class Stepper:
+    """One optimisation step over a (global) batch: what the trainer runs and the benchmark times."""
+
+    def __init__(
+        self,
+        model: RetrievalModel,
+        optimizer: torch.optim.Optimizer,
+        scheduler,
+        scaler: torch.amp.GradScaler,
+        precision: str,
+        context: DistributedContext,
+        grad_clip: float | None,
+    ):
+        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
+        self.precision, self.context, self.grad_clip = precision, context, grad_clip
+        self.params = list(model.trainable_parameters().values())
+
+    def compute_gradients(self, tokens: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor, step: int = 0) -> float:
+        """Forward and backward of the global-batch loss; afterwards every process holds the same gradients."""
+        device, context, model = self.context.device, self.context, self.model
+        tokens = tokens.to(device, non_blocking=True)
+        frames = frames.to(device, non_blocking=True)
+        mask = mask.to(device, non_blocking=True)
+        with autocast(device, self.precision):
+            text = model.encode_text(tokens)
+            video = model.encode_video(frames, mask)
+        # The loss is over the global batch: every process sees every feature, gradients flow home.
+        text, video = gather_with_grad(text, context), gather_with_grad(video, context)
+        mask = gather_no_grad(mask, context)
+        loss = symmetric_infonce(model.similarity(text, video, mask))
+        if not torch.isfinite(loss):
+            raise CmadapterError(f"loss is {loss.item()} at step {step}; lower the learning rate or use fp32")
+        self.scaler.scale(loss).backward()
+        average_gradients(self.params, context)
+        return loss.item()
+
+    def apply_gradients(self) -> None:
+        self.scaler.unscale_(self.optimizer)
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
 
 
 def _better(entry: dict[str, Any], best: dict[str, Any] | None) -> bool:

@@ -1,0 +1,165 @@
+"""``cmadapter bench train-step``: time and memory of full training steps, per method, against ``full``.
+
+Each (method, precision) runs in a fresh process so that peak memory (RSS on CPU, the allocator's peak
+on GPU) is its own. A step is what the trainer runs: forward of both towers, the head, the symmetric
+InfoNCE loss, backward, gradient clipping and the AdamW update. Random weights and random inputs:
+the cost of a step does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+
+from ..errors import CmadapterError
+from .machine import describe_machine, matmul_peak_flops
+
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+@dataclass
+class TrainStepSettings:
+    backbone: str = "ViT-B-32-quickgelu"
+    pretrained: str | None = None  # random weights by default: the timing does not depend on them
+    frames: int = 12
+    batch: int = 8
+    precision: str = "bf16"
+    method: str = "cross-modal"
+    options: dict = field(default_factory=dict)
+    steps: int = 5
+    warmup: int = 2
+    grad_checkpointing: bool = False
+    device: str = "auto"
+
+
+def measure(settings: TrainStepSettings) -> dict:
+    """Run in the current process; returns the step figures of one method."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..config import OptimConfig
+    from ..distributed import DistributedContext, resolve_device
+    from ..model import build_model
+    from ..optim import build_optimizer
+    from ..train import Stepper, peak_memory_mb
+
+    device = resolve_device(settings.device)
+    torch.manual_seed(0)
+    model = build_model(
+        settings.backbone, settings.pretrained, method=settings.method, device=device, **settings.options
+    )
+    if settings.grad_checkpointing:
+        model.clip.set_grad_checkpointing(True)
+    optimizer = build_optimizer(model.method, OptimConfig())
+    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
+    stepper = Stepper(model, optimizer, None, scaler, settings.precision, DistributedContext(device=device), 1.0)
+    size = model.image_size
+    frames = torch.randn(settings.batch, settings.frames, 3, size, size, device=device)
+    mask = torch.ones(settings.batch, settings.frames, dtype=torch.bool, device=device)
+    tokens = model.tokenize([f"a person does thing number {i} on a sunny day" for i in range(settings.batch)])
+
+    def step() -> None:
+        stepper.compute_gradients(tokens, frames, mask)
+        stepper.apply_gradients()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    with FlopCounterMode(display=False) as counter:
+        step()  # the first step also warms up
+    flops = counter.get_total_flops()
+    for _ in range(max(0, settings.warmup - 1)):
+        step()
+    times = []
+    for _ in range(settings.steps):
+        began = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - began)
+    seconds = statistics.median(times)
+    counts = model.num_parameters()
+    return {
+        "method": settings.method,
+        "precision": settings.precision,
+        "grad_checkpointing": settings.grad_checkpointing,
+        "step_seconds": seconds,
+        "step_seconds_all": times,
+        "samples_per_second": settings.batch / seconds,
+        "peak_memory_mb": peak_memory_mb(device),
+        "trainable_params": counts["trainable_params"],
+        "total_params": counts["total_params"],
+        "step_flops": flops,
+        "achieved_flops_per_second": flops / seconds,
+    }
+
+
+def run_isolated(settings: TrainStepSettings) -> dict:
+    """``measure`` in a fresh Python process (its own peak memory)."""
+    command = [sys.executable, "-m", "cmadapter.bench.train_step", json.dumps(asdict(settings))]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise CmadapterError(f"benchmark of {settings.method} ({settings.precision}) failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def benchmark(
+    base: TrainStepSettings, methods: list[str], precisions: list[str], *, checkpointing: bool = False
+) -> dict:
+    """Every method at every precision (``full`` first, the reference), plus each precision's matmul peak."""
+    from ..distributed import resolve_device
+
+    device = resolve_device(base.device)
+    rows: dict[str, dict] = {}
+    variants = [False, True] if checkpointing else [base.grad_checkpointing]
+    for precision in precisions:
+        if precision not in DTYPES:
+            raise CmadapterError(f"unknown precision {precision!r}; use bf16, fp16 or fp32")
+        peak = matmul_peak_flops(device, DTYPES[precision])
+        for method in methods:
+            for ckpt in variants:
+                settings = TrainStepSettings(
+                    **{**asdict(base), "method": method, "precision": precision, "grad_checkpointing": ckpt}
+                )
+                row = run_isolated(settings)
+                row["matmul_peak_flops_per_second"] = peak
+                row["fraction_of_matmul_peak"] = row["achieved_flops_per_second"] / peak
+                rows[_key(method, precision, ckpt, len(precisions) > 1)] = row
+    for key, row in rows.items():
+        reference = rows.get(_key("full", row["precision"], row["grad_checkpointing"], len(precisions) > 1))
+        row["time_ratio_to_full"] = row["step_seconds"] / reference["step_seconds"] if reference else None
+        row["memory_ratio_to_full"] = row["peak_memory_mb"] / reference["peak_memory_mb"] if reference else None
+    return {
+        "benchmark": "train-step",
+        "settings": {k: v for k, v in asdict(base).items() if k not in ("method", "precision")},
+        "machine": describe_machine(device),
+        "methods": rows,
+    }
+
+
+def _key(method: str, precision: str, checkpointing: bool, several_precisions: bool) -> str:
+    key = f"{method}@{precision}" if several_precisions else method
+    return key + "+ckpt" if checkpointing else key
+
+
+def format_table(report: dict) -> str:
+    lines = [
+        "| method | precision | step (s) | samples/s | peak memory (MB) | trainable | GFLOP/step | % of matmul peak "
+        "| time vs full | memory vs full |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, r in report["methods"].items():
+        ratio = lambda v: "–" if v is None else f"{v:.2f}×"  # noqa: E731
+        lines.append(
+            f"| {key} | {r['precision']} | {r['step_seconds']:.3f} | {r['samples_per_second']:.2f} "
+            f"| {r['peak_memory_mb']:.0f} | {r['trainable_params']:,} | {r['step_flops'] / 1e9:.1f} "
+            f"| {100 * r['fraction_of_matmul_peak']:.0f}% | {ratio(r['time_ratio_to_full'])} "
+            f"| {ratio(r['memory_ratio_to_full'])} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # the isolated worker: settings as JSON in, one JSON line out
+    print(json.dumps(measure(TrainStepSettings(**json.loads(sys.argv[1])))))
