@@ -127,7 +127,7 @@ def benchmark(
                 row["matmul_peak_flops_per_second"] = peak
                 row["fraction_of_matmul_peak"] = row["achieved_flops_per_second"] / peak
                 rows[_key(method, precision, ckpt, len(precisions) > 1)] = row
-    for key, row in rows.items():
+    for row in rows.values():
         reference = rows.get(_key("full", row["precision"], row["grad_checkpointing"], len(precisions) > 1))
         row["time_ratio_to_full"] = row["step_seconds"] / reference["step_seconds"] if reference else None
         row["memory_ratio_to_full"] = row["peak_memory_mb"] / reference["peak_memory_mb"] if reference else None
@@ -150,8 +150,11 @@ def format_table(report: dict) -> str:
         "| time vs full | memory vs full |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def ratio(value: float | None) -> str:
+        return "–" if value is None else f"{value:.2f}×"
+
     for key, r in report["methods"].items():
-        ratio = lambda v: "–" if v is None else f"{v:.2f}×"  # noqa: E731
         lines.append(
             f"| {key} | {r['precision']} | {r['step_seconds']:.3f} | {r['samples_per_second']:.2f} "
             f"| {r['peak_memory_mb']:.0f} | {r['trainable_params']:,} | {r['step_flops'] / 1e9:.1f} "
