@@ -15,15 +15,17 @@ import av
 import numpy as np
 from PIL import Image
 
+LEVELS = 22  # frames 0 … 21 have distinct greys, 10 apart (lossy codecs move a flat grey by 1-3)
+
 
 def level(i: int) -> int:
-    return 16 + (12 * i) % 224
+    return 16 + 10 * (i % LEVELS)
 
 
 def frame_index(frame: np.ndarray) -> int:
-    """Which ``level`` a (decoded, lossy) flat frame shows: the index ``i`` with the nearest level."""
-    mean = float(np.median(frame))
-    return min(range(19), key=lambda i: abs(level(i) - mean))
+    """Which ``level`` a (decoded, lossy) flat frame shows: the index ``i < LEVELS`` with the nearest level."""
+    median = float(np.median(frame))
+    return min(range(LEVELS), key=lambda i: abs(level(i) - median))
 
 
 def picture(i: int, width: int, height: int, marker: bool = False) -> np.ndarray:
