@@ -9,9 +9,13 @@ video go through identical operations and give bitwise-identical tensors.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
+
+if TYPE_CHECKING:
+    import torch
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -60,6 +64,8 @@ def to_model_input(frames: np.ndarray, max_frames: int | None = None) -> tuple[t
     The frames are left-aligned in ``T = max_frames`` slots (default ``t``); padding slots are zero and
     masked out. Scaling and normalisation are torchvision's ToTensor + Normalize, in the same order.
     """
+    import torch  # here, not at the top: cache-writing worker processes never need it
+
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
         raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     count, height, width = frames.shape[:3]
