@@ -179,7 +179,9 @@ def _probe(container, stream, what: str) -> Timeline | None:
     keyframes: list[int] = []
     try:
         for packet in container.demux(stream):
-            if packet.size == 0 or packet.is_discard:  # the end-of-stream marker; frames an edit list drops
+            if packet.size == 0 or getattr(
+                packet, "is_discard", False
+            ):  # the end-of-stream marker; frames an edit list drops
                 continue
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is None:
@@ -294,7 +296,7 @@ def _resized_once(entry, short_side):
 
 def _upright_resized(frame: av.VideoFrame, short_side: int) -> np.ndarray:
     image = Image.fromarray(frame.to_ndarray(format="rgb24"))  # much faster than frame.to_image()
-    rotation = round(frame.rotation or 0) % 360
+    rotation = round(getattr(frame, "rotation", 0) or 0) % 360  # VideoFrame.rotation: PyAV >= 14
     if rotation in _UPRIGHT:
         image = image.transpose(_UPRIGHT[rotation])
     elif rotation:
