@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from annotation_files import write_msrvtt
 from cmadapter.cache import FrameCache, read_report
 from cmadapter.cli import main
 from media import write_video
-from test_datasets import write_msrvtt
 
 
 def test_prepare_caches_every_video_of_the_dataset(tmp_path, capsys):
