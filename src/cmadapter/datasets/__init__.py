@@ -1,0 +1,77 @@
+"""Dataset readers: annotation files -> plain ``Record`` lists, one small module per dataset.
+
+    records = load_split("msrvtt", Path("data/msrvtt"), "train", train_list="7k")
+    test = retrieval_split(load_split("msvd", Path("data/msvd"), "test"), "msvd/test")
+
+Adding a dataset is one module with ``SPLITS`` and ``read(annotations, split, **options)`` (and
+``file_aliases`` if its files are not named by its ids), plus one line in ``DATASETS``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+from ..errors import CmadapterError, DataError
+from . import activitynet, didemo, msrvtt, msvd, vatex
+from .records import Record, RetrievalSplit, retrieval_split
+
+
+def _no_aliases(video_id: str) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    splits: tuple[str, ...]
+    read: Callable[..., list[Record]]  # (annotations: Path, split: str, **options)
+    file_aliases: Callable[[str], list[str]] = _no_aliases
+
+    @property
+    def options(self) -> list[str]:
+        parameters = inspect.signature(self.read).parameters.values()
+        return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def _spec(name: str, module: ModuleType) -> DatasetSpec:
+    return DatasetSpec(name, module.SPLITS, module.read, getattr(module, "file_aliases", _no_aliases))
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "msrvtt": _spec("msrvtt", msrvtt),
+    "msvd": _spec("msvd", msvd),
+    "vatex": _spec("vatex", vatex),
+    "didemo": _spec("didemo", didemo),
+    "activitynet": _spec("activitynet", activitynet),
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    if name not in DATASETS:
+        raise CmadapterError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def load_split(dataset: str, annotations: str | Path, split: str, **options) -> list[Record]:
+    """The records of one split of ``dataset``, read from the annotation folder ``annotations``."""
+    spec = get_dataset(dataset)
+    if split not in spec.splits:
+        raise CmadapterError(f"{dataset} has no split {split!r}; its splits: {', '.join(spec.splits)}")
+    unknown = sorted(set(options) - set(spec.options))
+    if unknown:
+        known = ", ".join(spec.options) or "none"
+        raise CmadapterError(f"{dataset} has no option {unknown[0]!r}; its options: {known}")
+    annotations = Path(annotations)
+    if not annotations.is_dir():
+        raise DataError(f"annotation folder not found: {annotations}")
+    records = spec.read(annotations, split, **options)
+    if not records:
+        raise DataError(f"{dataset}/{split}: the annotation files in {annotations} give no records")
+    return records
+
+
+__all__ = ["DATASETS", "DatasetSpec", "Record", "RetrievalSplit", "get_dataset", "load_split", "retrieval_split"]

@@ -1,0 +1,73 @@
+"""Pre-extracted frames: a folder of images per video (``<root>/<video_id>.mp4/*.jpg`` and the like).
+
+The official Cross-Modal Adapter code trains from such folders (frames extracted at 1 fps). Images
+are ordered by a natural sort (``frame_2`` before ``frame_10``) and image ``i`` is taken to show time
+``i / folder_fps``; by default ``folder_fps`` is the sampling rate, so every image is one grid point.
+The grid, window and ``max_frames`` rules are those of ``sampling.py``, as for video files.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DataError
+from .preprocess import resize_short_side
+from .sampling import grid_count
+from .video import GridFrames, describe
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def natural_key(name: str) -> list[str | int]:
+    """Sort key that orders embedded numbers by value: img_2.jpg < img_10.jpg."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frames(folder: str | Path) -> list[Path]:
+    files = [p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()]
+    return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def decode_folder_grid(
+    folder: str | Path,
+    rate: Fraction,
+    short_side: int,
+    choose: Callable[[int], list[int]],
+    *,
+    folder_fps: Fraction | None = None,
+    video_id: str | None = None,
+) -> GridFrames:
+    """The grid points ``choose(count)`` of a frame folder, resized (short side) like decoded frames."""
+    folder = Path(folder)
+    what = describe(folder, video_id)
+    if not folder.is_dir():
+        raise DataError(f"{what}: frame folder not found")
+    files = list_frames(folder)
+    if not files:
+        raise DataError(f"{what}: no {'/'.join(IMAGE_EXTENSIONS)} images in the frame folder")
+    image_rate = folder_fps or rate
+    count = grid_count(Fraction(len(files) - 1) / image_rate, rate)
+    points = list(choose(count))
+    loaded: dict[int, np.ndarray] = {}
+    frames = []
+    for k in points:
+        index = min(math.floor(Fraction(k) / rate * image_rate), len(files) - 1)
+        if index not in loaded:
+            loaded[index] = _load(files[index], short_side, what)
+        frames.append(loaded[index])
+    return GridFrames(frames=frames, points=points, count=count)
+
+
+def _load(path: Path, short_side: int, what: str) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return resize_short_side(image.convert("RGB"), short_side)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise DataError(f"{what}: cannot read frame {path.name}: {exc}") from exc

