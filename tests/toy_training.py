@@ -66,7 +66,7 @@ def main() -> None:
     try:
         trainer = Trainer(config, context, data=data, model=None, callbacks=(), progress=False)
         trainer.sampler.set_epoch(0)
-        tokens, frames, mask, _ids = next(iter(trainer._loader(0)))
+        tokens, frames, mask, _ids = next(iter(trainer.loader))
         loss = trainer.stepper.compute_gradients(tokens, frames, mask)
         if context.is_main:
             grads = {k: v.grad.clone() for k, v in trainer.model.trainable_parameters().items()}

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -183,7 +184,15 @@ def add_prepare(sub) -> None:
 
 @command("bench")
 def run_bench(args: argparse.Namespace) -> int:
-    from .decode_bench import (
+    return {"decode": run_bench_decode, "train-step": run_bench_train_step, "encode": run_bench_encode}[args.bench](args)
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def run_bench_decode(args: argparse.Namespace) -> int:
+    from .bench.decode import (
         DecodeBenchOptions,
         default_videos,
         format_result,
@@ -203,6 +212,43 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_train_step(args: argparse.Namespace) -> int:
+    from .bench.train_step import TrainStepSettings, benchmark, format_table
+
+    base = TrainStepSettings(
+        backbone=args.backbone,
+        frames=args.frames,
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        device=args.device,
+        grad_checkpointing=args.grad_checkpointing,
+        options=parse_assignments(args.option, "--option"),
+    )
+    report = benchmark(base, _csv(args.methods), _csv(args.precision), checkpointing=args.compare_checkpointing)
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def run_bench_encode(args: argparse.Namespace) -> int:
+    from .bench.encode import EncodeSettings, benchmark, format_table
+
+    settings = EncodeSettings(
+        backbone=args.backbone,
+        method=args.method,
+        videos=args.videos,
+        frames=args.frames,
+        texts=args.texts,
+        repeats=args.repeats,
+        precision=args.precision,
+        retrieval_size=args.retrieval_size,
+        device=args.device,
+    )
+    report = benchmark(settings)
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
 def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="performance benchmarks")
     benches = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
@@ -218,6 +264,121 @@ def add_bench(sub) -> None:
     )
     d.add_argument("--json", action="store_true", help="print one JSON object")
 
+    t = benches.add_parser("train-step", help="training step time and peak memory per method, against full fine-tuning")
+    t.add_argument("--backbone", default="ViT-B-32-quickgelu")
+    t.add_argument("--methods", default="full,cross-modal", help="comma-separated; include 'full' for the ratios")
+    t.add_argument("--precision", default="bf16,fp32", help="comma-separated: bf16, fp16 (GPU), fp32")
+    t.add_argument("--frames", type=int, default=12)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--steps", type=int, default=5, help="timed steps (the median counts)")
+    t.add_argument("--warmup", type=int, default=2)
+    t.add_argument("--grad-checkpointing", action="store_true", help="checkpoint the frozen blocks")
+    t.add_argument("--compare-checkpointing", action="store_true", help="each method with and without checkpointing")
+    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method options")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+
+    e = benches.add_parser("encode", help="inference with the adapter vs the plain backbone; retrieval time")
+    e.add_argument("--backbone", default="ViT-B-32-quickgelu")
+    e.add_argument("--method", default="cross-modal")
+    e.add_argument("--videos", type=int, default=8, help="videos per batch")
+    e.add_argument("--frames", type=int, default=12)
+    e.add_argument("--texts", type=int, default=256, help="captions per batch")
+    e.add_argument("--repeats", type=int, default=5)
+    e.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    e.add_argument("--retrieval-size", type=int, default=1000)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+# ---- train / eval / compare -------------------------------------------------------------------------------
+
+
+@command("train")
+def run_train(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .train import train
+
+    overrides = list(args.overrides) + (["resume=auto"] if args.resume else [])
+    train(load_config(args.config, overrides), progress=not args.no_progress)
+    return 0
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train an adapter (torchrun --nproc_per_node=N -m cmadapter train … for DDP)")
+    p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/msrvtt_vitb32.yaml")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=3 model.method=uni-modal")
+    p.add_argument("--resume", action="store_true", help="continue from the newest training state of the run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+@command("eval")
+def run_eval(args: argparse.Namespace) -> int:
+    from .evaluation_run import evaluate_config
+    from .config import load_config
+
+    config = load_config(args.config, list(args.overrides))
+    results = evaluate_config(config, adapter=args.adapter, split=args.split, progress=not args.no_progress)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    print(json.dumps(results["test"]) if args.json else format_eval(results))
+    return 0
+
+
+def format_eval(results: dict) -> str:
+    lines = [f"{results['split']}: {results['model']}"]
+    for name, block in [("", results["test"])] + [
+        (f" [{k}, transductive]", v) for k, v in results["test"].get("postprocessed", {}).items()
+    ]:
+        for direction in ("t2v", "v2t"):
+            m = block[direction]
+            lines.append(
+                f"  {direction}{name}: R@1 {m['R1']:.1f}  R@5 {m['R5']:.1f}  R@10 {m['R10']:.1f}  "
+                f"MdR {m['MdR']:.1f}  MnR {m['MnR']:.1f}"
+            )
+    return "\n".join(lines)
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="evaluate an adapter, or the frozen backbone zero-shot")
+    p.add_argument("--config", required=True, help="YAML recipe (data and model)")
+    p.add_argument("--adapter", default=None, help="adapter checkpoint; without it: zero-shot")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    p.add_argument("--split", default=None, help="split to evaluate (default: the config's test split)")
+    p.add_argument("--out", default=None, help="write the metrics as JSON here")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+
+
+@command("compare")
+def run_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, plan_runs
+    from .config import load_config
+
+    base = load_config(args.config, list(args.overrides))
+    sizes = {}
+    for item in args.sizes:
+        key, values = parse_assignments([item], "--sizes").popitem()
+        sizes[key] = values if isinstance(values, list) else [values]
+    base_options = {base.model.method: base.model.method_options} if base.model.method else {}
+    runs = plan_runs(_csv(args.methods), sizes, base_options)
+    table = compare(base, runs, args.out or base.run_dir / "comparison")
+    from .compare import markdown_table
+
+    print(markdown_table(table["methods"]))
+    return 0
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="train and evaluate several methods with the same data, budget and seed")
+    p.add_argument("--config", required=True)
+    p.add_argument("--methods", required=True, help="comma-separated, e.g. zero-shot,cross-modal,uni-modal,full")
+    p.add_argument("--sizes", action="append", default=[], metavar="OPTION=V1,V2",
+                   help="sweep an option where a method has it, e.g. r=4,8,16")
+    p.add_argument("--out", default=None, help="comparison folder (default: <output_dir>/<name>/comparison)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
 
 # ---- main -------------------------------------------------------------------------------------------------
 
@@ -229,7 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cmadapter {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_info, add_convert_official, add_prepare, add_bench):
+    for add in (add_info, add_convert_official, add_prepare, add_train, add_eval, add_compare, add_bench):
         add(sub)
     return parser
 

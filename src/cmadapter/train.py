@@ -138,7 +138,11 @@ class Trainer:
             raise CmadapterError("model.method is null: nothing to train (use `cmadapter eval` for zero-shot)")
         if config.train.grad_checkpointing:
             self.model.clip.set_grad_checkpointing(True)
-        self.data = data if data is not None else build_training_data(config, self.model)
+        if data is None:
+            from .run_data import build_training_data
+
+            data = build_training_data(config, self.model)
+        self.data = data
         self.params = list(self.model.trainable_parameters().values())
         self._broadcast_trainable()
 
@@ -147,6 +151,7 @@ class Trainer:
             len(self.data.train), batch, seed=config.train.seed, rank=context.rank, world_size=context.world_size
         )
         self.steps_per_epoch = len(self.data.train) // batch
+        self.loader = self._loader()
         self.total_steps = self.steps_per_epoch * config.train.epochs
         self.optimizer = build_optimizer(self.model.method, config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
@@ -167,19 +172,15 @@ class Trainer:
             for tensor in self.params:
                 dist.broadcast(tensor.data, src=0)
 
-    def _loader(self, epoch: int) -> DataLoader:
-        train = self.data.train
-        if hasattr(train, "set_epoch"):
-            train.set_epoch(epoch)
-        workers = self.config.data.workers
+    def _loader(self) -> DataLoader:
+        """Built once: persistent workers live across epochs (the dataset's epoch is in shared memory)."""
+        from .data import loader_settings
+
         return DataLoader(
-            train,
+            self.data.train,
             batch_sampler=self.sampler,
-            num_workers=workers,
             collate_fn=self.data.collate,
-            pin_memory=self.context.device.type == "cuda",
-            # Workers hold a copy of the dataset; per-epoch dataset state needs fresh workers each epoch.
-            persistent_workers=workers > 0 and not hasattr(train, "set_epoch"),
+            **loader_settings(self.context.device, self.config.data.workers),
         )
 
     def _resume(self) -> None:
@@ -235,7 +236,8 @@ class Trainer:
         """One epoch (or its remainder); True when max_steps stopped training."""
         config, context = self.config, self.context
         self.model.train()
-        loader = self._loader(epoch)
+        if hasattr(self.data.train, "set_epoch"):
+            self.data.train.set_epoch(epoch)
         bar = tqdm(
             total=self.steps_per_epoch,
             initial=self.position.batch,
@@ -243,7 +245,7 @@ class Trainer:
             disable=not self.progress,
         )
         waited = time.perf_counter()
-        for tokens, frames, mask, _ids in loader:
+        for tokens, frames, mask, _ids in self.loader:
             data_seconds = time.perf_counter() - waited
             began = time.perf_counter()
             loss = self._step(tokens, frames, mask)
@@ -489,6 +491,3 @@ def build_model_from_config(config: RunConfig, device: torch.device) -> Retrieva
         **(m.method_options if m.method is not None else {}),
     )
 
-
-def build_training_data(config: RunConfig, model: RetrievalModel) -> TrainingData:
-    raise CmadapterError("building datasets from the config needs the data pipeline")
