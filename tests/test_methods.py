@@ -288,21 +288,35 @@ NON_MODIFYING = [(s, i) for s, i in zip(SPECS, IDS) if not METHODS[s.name].modif
 @pytest.mark.parametrize("spec", [s for s, _ in NON_MODIFYING], ids=[i for _, i in NON_MODIFYING])
 def test_switching_adapters_on_one_backbone_gives_each_its_own_outputs(tiny_weights, spec):
     # Two adapters of this method (the hard case: LoRA wraps the same Linear layers twice) and one of another,
-    # each added while the previous one is active.
+    # each computed alone on its own backbone, then loaded onto one backbone (each while the previous is active).
     other = SPECS[0] if spec.name != SPECS[0].name else SPECS[1]
-    model = build_model(pretrained=tiny_weights, method=None)
-    expected = {}
+    checkpoints, expected = {}, {}
     for key, (s, seed) in {"a": (spec, 1), "b": (spec, 2), "c": (other, 3)}.items():
-        torch.manual_seed(seed)
-        model.add_adapter(key, create_method(s.name, model.backbone, s.options))
-        perturb(model.method, seed)
-        expected[key] = outputs(model)
+        alone = make_model(tiny_weights, s, seed)
+        perturb(alone.method, seed)
+        checkpoints[key], expected[key] = alone.adapter_checkpoint(), outputs(alone)
     tower = spec.towers[0]
     assert not torch.equal(expected["a"][tower], expected["b"][tower])
-    for key in ("a", "b", "c", "a"):
-        model.set_adapter(key)
-        got = outputs(model)
+    shared = build_model(pretrained=tiny_weights, method=None)
+    for key, checkpoint in checkpoints.items():
+        shared.load_adapter(checkpoint, name=key)
+    for key in ("c", "a", "b", "c", "a"):
+        shared.set_adapter(key)
+        got = outputs(shared)
         assert all(torch.equal(got[t], expected[key][t]) for t in TOWERS), key
+
+
+@pytest.mark.parametrize("method", ["adaptformer", "lora", "vl-prompt"])
+def test_added_layers_keep_the_2d_matmuls(tiny_weights, method):
+    """As test_blocks guards for the backbone: no batched matmul (slow backward against frozen weights)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    model = build_model(pretrained=tiny_weights, method=method)
+    tokens, frames, mask = batch()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        (model.encode_video(frames, mask).pow(2).sum() + model.encode_text(tokens).pow(2).sum()).backward()
+    names = {event.key for event in prof.key_averages()}
+    assert "aten::mm" in names and "aten::bmm" not in names
 
 
 # ---- `cmadapter info` at each method's paper setting (ViT-B/32) -------------------------------------------
@@ -416,6 +430,17 @@ def test_two_lora_checkpoints_load_onto_one_backbone(tiny_weights, tmp_path):
     assert torch.equal(outputs(shared)["text"], expected[2]["text"])
     shared.set_adapter("default")
     assert torch.equal(outputs(shared)["text"], expected[1]["text"])
+
+
+def test_a_lora_built_while_another_is_attached_wraps_the_plain_linears(tiny_weights):
+    model = build_model(pretrained=tiny_weights, method="lora", r=2)
+    first = model.backbone.vision_blocks[0].attn.in_proj  # the first adapter's peft layer
+    model.add_adapter("second", create_method("lora", model.backbone, {"r": 2}))
+    second = model.backbone.vision_blocks[0].attn.in_proj
+    assert second is not first and second.get_base_layer() is first.get_base_layer()
+    model.add_adapter("adaptformer", create_method("adaptformer", model.backbone, {"r": 2}))
+    with pytest.raises(CmadapterError, match="not the backbone's plain Linear"):
+        create_method("lora", model.backbone, {"r": 2, "mlp": True})  # the MLP is wrapped by AdaptFormer
 
 
 # ---- AdaptFormer ------------------------------------------------------------------------------------------
@@ -550,6 +575,7 @@ def test_backbone_training_methods_do_not_share_a_backbone(tiny_weights, first):
     model = build_model(pretrained=tiny_weights, method=first)
     with pytest.raises(CmadapterError, match="in.place"):
         model.add_adapter("second", create_method(second, model.backbone, {}))
+    assert all(t.requires_grad for t in model.method.trainable_tensors().values())  # the first still trains
 
 
 def test_partial_blocks_are_checked(tiny_weights):

@@ -8,8 +8,8 @@ Flattening the activations to [rows, width] first turns each of them into one pl
 
 ``flatten_blocks`` swaps each open_clip ``ResidualAttentionBlock`` of a model for a ``ResidualBlock``
 that holds the same parameter tensors (no copy) under the same sub-module names (``ln_1``, ``attn``,
-``ls_1``, ``ln_2``, ``mlp``, ``ls_2``); the attention's packed projection becomes ``attn.in_proj``, a
-plain ``nn.Linear``, so methods such as LoRA can wrap it like any other layer.
+``ls_1``, ``ln_2``, ``mlp``, ``ls_2``, plus an empty ``entry`` slot); the attention's packed projection
+becomes ``attn.in_proj``, a plain ``nn.Linear``, so methods such as LoRA can wrap it like any other layer.
 """
 
 from __future__ import annotations

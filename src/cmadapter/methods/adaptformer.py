@@ -3,8 +3,7 @@
     x = x + MLP(LN2(x)) + s · Up(ReLU(Down(LN2(x))))
 
 The adapter reads the MLP's input, so it is attached by wrapping ``block.mlp`` (``WithParallelAdapter``);
-detaching puts the MLP back. Up starts at zero (weights and bias), so the model starts from the backbone's
-exact outputs; Down has nn.Linear's default (Kaiming-uniform) initialisation, as AdaptFormer's code.
+detaching puts the MLP back. Up starts at zero, so the model starts from the backbone's exact outputs.
 
 The paper does not compare AdaptFormer. Setting: AdaptFormer's own (bottleneck 64, s = 0.1, fixed), in
 every block of both towers (AdaptFormer adapts a vision model only; here both towers, like the
@@ -42,6 +41,8 @@ class ParallelAdapter(nn.Module):
         self.scale = scale
         self.down = nn.Linear(width, r)
         self.up = nn.Linear(r, width)
+        # AdaptFormer's initialisation: Down Kaiming-uniform (nn.Linear's default), every other tensor zero.
+        nn.init.zeros_(self.down.bias)
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 

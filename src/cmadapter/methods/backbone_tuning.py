@@ -8,6 +8,8 @@ Learning rate: tensors of the pretrained backbone train at ``lr * backbone_lr_sc
 trainer's learning rate (the recipe's adapter rate, 1e-5). CLIP4Clip trains CLIP at 1e-7 (its ``--lr 1e-4``
 times ``--coef_lr 1e-3``); the default scale 0.01 gives that same 1e-7 under our recipe's 1e-5, so one
 config can train every method. To use CLIP4Clip's own numbers, set ``lr=1e-4, backbone_lr_scale=1e-3``.
+Weight decay follows our recipe (matrices only, embeddings excluded), not CLIP4Clip's name matching (which
+misses CLIP's LayerNorm names and so decays them and ``logit_scale`` too).
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 CLIP4Clip trains every transformer block of both towers, their final LayerNorms and projections, and
 ``logit_scale``; it keeps the input embeddings frozen (token and positional embeddings, the patch
-convolution, the class token, ``ln_pre``). That is 123,540,993 tensors' worth for ViT-B/32, the "123.52M"
-of the paper's Table 1 up to rounding of their count. ``embeddings=True`` trains the embeddings too (every
-backbone tensor: 151,277,313 for ViT-B/32).
+convolution, the class token, ``ln_pre``). That is 123,540,993 parameters for ViT-B/32; the paper's Table 1
+gives 123.52M for CLIP4Clip (we cannot tell where its 0.02M difference comes from). ``embeddings=True``
+trains the embeddings too: every backbone tensor, 151,277,313 for ViT-B/32.
 
 The learning-rate rule (``backbone_lr_scale``) is explained in ``backbone_tuning``.
 """

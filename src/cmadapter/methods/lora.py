@@ -50,11 +50,14 @@ def target_layers(block: nn.Module, mlp: bool) -> dict[str, tuple[nn.Module, str
     if mlp:
         targets.update({name: (block.mlp, name) for name in MLP_TARGETS})
     for name, (parent, attribute) in targets.items():
-        if type(base_layer(getattr(parent, attribute, None))) is not nn.Linear:
+        layer = base_layer(getattr(parent, attribute, None))
+        if type(layer) is not nn.Linear:
             raise CmadapterError(
                 f"LoRA target {name} is not the backbone's plain Linear layer (another method is attached?); "
                 "build methods on the plain backbone (model.set_adapter(None))"
             )
+        if layer.weight.requires_grad:  # peft would freeze it under a method that trains it in place
+            raise CmadapterError(f"LoRA target {name} is being trained in place (full or partial fine-tuning)")
     return targets
 
 

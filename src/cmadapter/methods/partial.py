@@ -2,7 +2,7 @@
 
 This is CLIP4Clip's ``--freeze_layer_num`` (``blocks = depth - freeze_layer_num``), the paper's grey
 "CLIP4Clip" curve in Fig. 4, drawn "by freezing a varying number of layers". With ViT-B/32 each block pair
-adds 10,240,256 trainable tensors to the 657,921 of the final LayerNorms, projections and ``logit_scale``:
+adds 10,240,256 parameters to the 657,921 of the final LayerNorms, projections and ``logit_scale``:
 k = 1, 3, 6, 12 give 10.9M, 31.4M, 62.1M and 123.5M, where that curve's points lie. The default, k = 1,
 is its cheapest point (41.0 R@1 at 0.72x the training time of full fine-tuning in the paper's Fig. 5);
 ``blocks`` = the tower depth is ``full``.

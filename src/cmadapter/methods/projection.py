@@ -1,6 +1,6 @@
 """Projection tuning: only the two output projections, ``visual.proj`` and ``text_projection``.
 
-655,360 tensors' worth for ViT-B/32 (768x512 + 512x512): a linear re-mapping of both towers' features into
+655,360 parameters for ViT-B/32 (768x512 + 512x512): a linear re-mapping of both towers' features into
 the joint space, the cheapest baseline that still adapts both modalities. Not in the paper.
 
 These are small, freshly adapted matrices rather than a deep pretrained stack, so by default they train at
