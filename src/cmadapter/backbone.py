@@ -21,6 +21,7 @@ from torch import nn
 
 from .blocks import flatten_blocks
 from .errors import CheckpointError, CmadapterError
+from .slots import add_text_input
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ def load_backbone(
         _check_supported(model, name)
         architecture = architecture_of(model)
     flatten_blocks(model)
+    add_text_input(model)
     freeze(model)
     model.to(device)
     return Backbone(model=model, architecture=architecture, name=name, source=source)

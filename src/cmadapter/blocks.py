@@ -8,8 +8,8 @@ Flattening the activations to [rows, width] first turns each of them into one pl
 
 ``flatten_blocks`` swaps each open_clip ``ResidualAttentionBlock`` of a model for a ``ResidualBlock``
 that holds the same parameter tensors (no copy) under the same sub-module names (``ln_1``, ``attn``,
-``ls_1``, ``ln_2``, ``mlp``, ``ls_2``); the attention's packed projection becomes ``attn.in_proj``, a
-plain ``nn.Linear``, so methods such as LoRA can wrap it like any other layer.
+``ls_1``, ``ln_2``, ``mlp``, ``ls_2``, plus an empty ``entry`` slot); the attention's packed projection
+becomes ``attn.in_proj``, a plain ``nn.Linear``, so methods such as LoRA can wrap it like any other layer.
 """
 
 from __future__ import annotations
@@ -60,10 +60,16 @@ class Attention(nn.Module):
 
 
 class ResidualBlock(nn.Module):
-    """``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))``, as open_clip, on 2-D rows."""
+    """``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))``, as open_clip, on 2-D rows.
+
+    ``entry`` (identity) sees the block's input first: a slot for methods that change tokens between blocks
+    (deep prompts; see ``slots``). Whatever it holds must keep the sequence length: the attention mask is
+    fixed for the whole tower.
+    """
 
     def __init__(self, block: nn.Module):
         super().__init__()
+        self.entry = nn.Identity()
         self.ln_1 = block.ln_1
         self.attn = block.attn if isinstance(block.attn, Attention) else Attention.adopt(block.attn)
         self.ls_1 = block.ls_1
@@ -81,7 +87,7 @@ class ResidualBlock(nn.Module):
         # Same signature as open_clip's block: its Transformer (and its gradient checkpointing) call us.
         if k_x is not None or v_x is not None:
             raise CmadapterError("cross-attention blocks are not supported")
-        x = q_x
+        x = self.entry(q_x)
         x = x + self.ls_1(self.attn(self.ln_1(x), attn_mask=attn_mask))
         rows = self.ln_2(x).reshape(-1, x.shape[-1])
         return x + self.ls_2(self.mlp(rows).view(x.shape))

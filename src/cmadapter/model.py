@@ -13,7 +13,6 @@ import os
 from typing import Any
 
 import torch
-from open_clip.transformer import text_global_pool
 from torch import nn
 
 from .backbone import Backbone, load_backbone, looks_like_path
@@ -108,8 +107,14 @@ class RetrievalModel(nn.Module):
                 f"{source} was trained on a different backbone ({checkpoint.backbone_name or 'from a file'}): "
                 + "; ".join(diff)
             )
-        method = create_method(checkpoint.method, self.backbone, checkpoint.options)
-        method.load_tensors(checkpoint.tensors, source=source)
+        # A method is built against the plain backbone (LoRA wraps its Linear layers, not another method's).
+        active = self.active_adapter
+        self.set_adapter(None)
+        try:
+            method = create_method(checkpoint.method, self.backbone, checkpoint.options)
+            method.load_tensors(checkpoint.tensors, source=source)
+        finally:
+            self.set_adapter(active)
         if name is None:
             name = DEFAULT_ADAPTER if DEFAULT_ADAPTER not in self.adapters else f"adapter{len(self.adapters)}"
         self.add_adapter(name, method, activate=False)
@@ -186,15 +191,29 @@ class RetrievalModel(nn.Module):
         if tokens.ndim != 2 or tokens.dtype not in (torch.int32, torch.int64):
             raise CmadapterError(f"tokens must be an integer tensor [N, L], got {tuple(tokens.shape)} {tokens.dtype}")
         clip = self.clip
-        length = tokens.shape[1]
-        if length > clip.positional_embedding.shape[0]:
-            raise CmadapterError(f"{length} tokens exceed the text tower's {clip.positional_embedding.shape[0]}")
+        positions = clip.positional_embedding.shape[0]
+        if tokens.shape[1] > positions:
+            raise CmadapterError(f"{tokens.shape[1]} tokens exceed the text tower's {positions}")
         tokens = tokens.to(self.device)
+        pool = text_pool_positions(tokens, clip.text_pool_type, getattr(clip, "text_eos_id", None))
+        # The text-input slot may insert tokens (prompts) before the positional embedding is added.
+        x, pool = clip.text_input(clip.token_embedding(tokens), pool)
+        if x.shape[1] > positions:
+            # The tower is causal: positions after every pooled token change nothing, so they may go.
+            needed = int(pool.max()) + 1
+            if needed > positions:
+                raise CmadapterError(
+                    f"the text tower has {positions} positions, but {tokens.shape[1]} caption tokens plus the "
+                    f"{x.shape[1] - tokens.shape[1]} tokens its method inserts put an end-of-text token at "
+                    f"position {needed - 1}; use a shorter context_length or fewer prompt tokens"
+                )
+            x = x[:, :positions]
+        length = x.shape[1]
         # open_clip's encode_text adds the full 77-position embedding; slice it for shorter contexts.
-        x = clip.token_embedding(tokens) + clip.positional_embedding[:length]
+        x = x + clip.positional_embedding[:length]
         x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
         x = clip.ln_final(x)
-        x = text_global_pool(x, tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
+        x = x[torch.arange(x.shape[0], device=x.device), pool]
         return x @ clip.text_projection
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
@@ -224,6 +243,18 @@ class RetrievalModel(nn.Module):
     def forward(self, tokens: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """Training forward: logits [B, B] of B captions against their B videos."""
         return self.similarity(self.encode_text(tokens), self.encode_video(frames, frame_mask), frame_mask)
+
+
+def text_pool_positions(tokens: torch.Tensor, pool_type: str, eos_token_id: int | None) -> torch.Tensor:
+    """The position of each caption's pooled token [N], as open_clip's ``text_global_pool`` picks it."""
+    rows, length = tokens.shape
+    if pool_type == "argmax":  # CLIP: the end-of-text token has the largest id
+        return tokens.argmax(dim=-1)
+    if pool_type == "eos" and eos_token_id is not None:
+        return (tokens == eos_token_id).int().argmax(dim=-1)
+    if pool_type in ("first", "last"):
+        return torch.full((rows,), 0 if pool_type == "first" else length - 1, dtype=torch.long, device=tokens.device)
+    raise CmadapterError(f"text pooling {pool_type!r} is not supported (CLIP pools the end-of-text token)")
 
 
 def check_video_input(frames: torch.Tensor, frame_mask: torch.Tensor | None, image_size: int) -> torch.Tensor:

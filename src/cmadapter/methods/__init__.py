@@ -6,14 +6,30 @@ from typing import Any
 
 from ..backbone import Backbone
 from ..errors import CmadapterError
+from .adaptformer import AdaptFormer
 from .base import Method, MethodOptions, make_options
+from .coop import CoOp
 from .cross_modal import CrossModalAdapter, UniModalAdapter
+from .full import FullFineTuning
+from .lora import LoRA
+from .partial import PartialFineTuning
+from .projection import ProjectionTuning
+from .vl_prompt import VLPrompt
+from .vpt import VPT
 
 METHODS: dict[str, type[Method]] = {
     cls.name: cls
     for cls in (
         CrossModalAdapter,
         UniModalAdapter,
+        AdaptFormer,
+        LoRA,
+        CoOp,
+        VPT,
+        VLPrompt,
+        PartialFineTuning,
+        ProjectionTuning,
+        FullFineTuning,
     )
 }
 
