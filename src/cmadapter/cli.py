@@ -6,8 +6,8 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from .errors import CmadapterError
@@ -184,7 +184,9 @@ def add_prepare(sub) -> None:
 
 @command("bench")
 def run_bench(args: argparse.Namespace) -> int:
-    return {"decode": run_bench_decode, "train-step": run_bench_train_step, "encode": run_bench_encode}[args.bench](args)
+    return {"decode": run_bench_decode, "train-step": run_bench_train_step, "encode": run_bench_encode}[args.bench](
+        args
+    )
 
 
 def _csv(text: str) -> list[str]:
@@ -314,8 +316,8 @@ def add_train(sub) -> None:
 
 @command("eval")
 def run_eval(args: argparse.Namespace) -> int:
-    from .evaluation_run import evaluate_config
     from .config import load_config
+    from .evaluation_run import evaluate_config
 
     config = load_config(args.config, list(args.overrides))
     results = evaluate_config(config, adapter=args.adapter, split=args.split, progress=not args.no_progress)
@@ -374,8 +376,13 @@ def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="train and evaluate several methods with the same data, budget and seed")
     p.add_argument("--config", required=True)
     p.add_argument("--methods", required=True, help="comma-separated, e.g. zero-shot,cross-modal,uni-modal,full")
-    p.add_argument("--sizes", action="append", default=[], metavar="OPTION=V1,V2",
-                   help="sweep an option where a method has it, e.g. r=4,8,16")
+    p.add_argument(
+        "--sizes",
+        action="append",
+        default=[],
+        metavar="OPTION=V1,V2",
+        help="sweep an option where a method has it, e.g. r=4,8,16",
+    )
     p.add_argument("--out", default=None, help="comparison folder (default: <output_dir>/<name>/comparison)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
 

@@ -490,4 +490,3 @@ def build_model_from_config(config: RunConfig, device: torch.device) -> Retrieva
         device=device,
         **(m.method_options if m.method is not None else {}),
     )
-
