@@ -25,6 +25,7 @@ def test_yaml_and_overrides(tmp_path):
     assert config.train.batch_size == 16 and config.model.method == "uni-modal"
     assert config.model.method_options == {"r": 4}
     assert load_config(None, ["model.method=null"]).model.method is None
+    assert load_config(None, ["optim.lr=1e-3"]).optim.lr == 1e-3  # YAML 1.1 reads this as a string
 
 
 @pytest.mark.parametrize(

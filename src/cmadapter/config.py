@@ -173,6 +173,11 @@ def _check_type(value: Any, hint: Any, key: str, where: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         fail()
     if hint is str:
         return value if isinstance(value, str) else fail()

@@ -1,0 +1,66 @@
+"""`cmadapter train` and `cmadapter eval` end to end on a tiny MSR-VTT folder with real video files."""
+
+import json
+
+import pytest
+from annotation_files import write_msrvtt
+from media import write_video
+
+from cmadapter.cli import main
+
+
+@pytest.fixture
+def msrvtt(tmp_path, tiny_weights):
+    annotations = write_msrvtt(tmp_path / "msrvtt")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for i in range(6):
+        write_video(videos / f"video{i}.mp4", frames=12, rate=4, size=(48, 40), marker=i % 2 == 1)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        f"""
+name: tiny
+output_dir: {tmp_path / "runs"}
+model: {{backbone: null, pretrained: {tiny_weights}, method_options: {{r: 4, shared_dim: 8}}}}
+data: {{dataset: msrvtt, annotations: {annotations}, videos: {videos}, fps: 2.0, max_frames: 4, workers: 0}}
+train: {{batch_size: 4, epochs: 1, precision: fp32, device: cpu}}
+"""
+    )
+    return config, videos
+
+
+def test_train_then_eval_from_the_command_line(msrvtt, capsys):
+    config, _ = msrvtt
+    assert main(["train", "--config", str(config), "--no-progress", "optim.lr=1e-3"]) == 0
+    run = config.parent / "runs" / "tiny"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["global_step"] == 3  # 4 videos x 3 captions, batch 4
+    assert metrics["selection"] == "last epoch (no validation split)"
+    assert metrics["test"]["t2v"]["queries"] == 2
+    capsys.readouterr()
+
+    assert main(["eval", "--config", str(config), "--adapter", str(run / "best.safetensors"), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["t2v"] == metrics["test"]["t2v"]
+
+    out = config.parent / "zero.json"
+    assert main(["eval", "--config", str(config), "--out", str(out), "--no-progress"]) == 0
+    assert "msrvtt/test: zero-shot" in capsys.readouterr().out
+    assert json.loads(out.read_text())["efficiency"]["trainable_params"] == 0
+
+
+def test_missing_training_video_fails_before_the_first_step(msrvtt, capsys):
+    config, videos = msrvtt
+    (videos / "video2.mp4").unlink()
+    assert main(["train", "--config", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "video2" in err and "missing='drop'" in err
+    assert not list((config.parent / "runs").glob("tiny/checkpoints/*"))
+    assert not (config.parent / "runs" / "tiny" / "metrics.jsonl").exists()
+
+
+def test_dropping_missing_videos_is_explicit_and_counted(msrvtt, caplog):
+    config, videos = msrvtt
+    (videos / "video2.mp4").unlink()
+    assert main(["train", "--config", str(config), "--no-progress", "data.missing=drop", "train.max_steps=1"]) == 0
+    assert any("dropping 1 of 4 videos" in r.getMessage() for r in caplog.records)
