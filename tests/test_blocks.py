@@ -42,3 +42,17 @@ def test_adapter_step_has_no_batched_matmul_for_frozen_weights(tiny_weights):
     names = {event.key for event in prof.key_averages()}
     assert "aten::mm" in names  # the profile did see the matmuls
     assert "aten::bmm" not in names
+
+
+def test_lean_quick_gelu_matches_autograd_and_saves_one_tensor():
+    from cmadapter.blocks import QuickGELU
+
+    x = torch.randn(64, 48, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(QuickGELU(), (x,))
+    y = torch.randn(50, 30, requires_grad=True)
+    reference = y * torch.sigmoid(1.702 * y)
+    assert torch.equal(QuickGELU()(y), reference)  # the forward numbers are open_clip's, bit for bit
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        QuickGELU()(y)
+    assert len(saved) == 1 and saved[0] is y

@@ -54,9 +54,36 @@ class Attention(nn.Module):
         qkv = qkv.view(batch, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
         if attn_mask is not None:
             attn_mask = attn_mask.to(qkv.dtype)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask)  # [B, H, L, hd]
+        # unbind, not qkv[0..2]: each select's backward would allocate a zero tensor as large as all of qkv.
+        q, k, v = qkv.unbind(0)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, H, L, hd]
         out = self.out_proj(out.transpose(1, 2).reshape(-1, width))
         return out.view(batch, length, width)
+
+
+class _QuickGELUFunction(torch.autograd.Function):
+    """``x * sigmoid(1.702 x)`` saving only ``x`` for backward (autograd would keep ``x`` and the sigmoid)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return x * torch.sigmoid(1.702 * x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(1.702 * x)
+        return grad * (s * (1 + 1.702 * x * (1 - s)))
+
+
+class QuickGELU(nn.Module):
+    """CLIP's activation with half the saved activations: the MLP hidden state is the largest tensor a
+    block keeps for backward, and the sigmoid is cheap to recompute. Same forward numbers as open_clip's."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _QuickGELUFunction.apply(x)
+        return x * torch.sigmoid(1.702 * x)
 
 
 class ResidualBlock(nn.Module):
@@ -75,6 +102,8 @@ class ResidualBlock(nn.Module):
         self.ls_1 = block.ls_1
         self.ln_2 = block.ln_2
         self.mlp = block.mlp
+        if type(self.mlp.gelu).__name__ == "QuickGELU" and not isinstance(self.mlp.gelu, QuickGELU):
+            self.mlp.gelu = QuickGELU()
         self.ls_2 = block.ls_2
 
     def forward(

@@ -63,6 +63,8 @@ class TrainConfig:
     batch_size: int = 128  # global: split evenly over the processes
     precision: Literal["bf16", "fp16", "fp32"] = "bf16"
     grad_checkpointing: bool = False
+    # Under bf16/fp16, keep the frozen backbone weights in that dtype (bitwise the same results, less memory).
+    frozen_weights_in_autocast_dtype: bool = True
     seed: int = 42
     device: str = "auto"  # auto, cpu, cuda
     save_every_steps: int | None = None  # besides the end of every epoch

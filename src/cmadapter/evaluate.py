@@ -7,7 +7,6 @@ model's head, so memory stays bounded by ``block_size``² x frames whatever the 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from .distributed import DistributedContext, gather_no_grad
 from .errors import CmadapterError
 from .metrics import retrieval_metrics
 from .postprocess import POSTPROCESSORS, check_postprocessors
+from .precision import autocast
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +47,6 @@ class EncodedSplit:
     text: torch.Tensor  # [captions, D] float32
     video: torch.Tensor  # [videos, T, D] float32
     mask: torch.Tensor  # [videos, T] bool
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    if precision == "fp16" and device.type != "cuda":
-        raise CmadapterError("fp16 mixed precision needs a GPU; use bf16 (or fp32) on CPU")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 @torch.no_grad()

@@ -20,6 +20,7 @@ from .checkpoint import AdapterCheckpoint, current_versions, load_adapter_checkp
 from .errors import CheckpointError, CmadapterError
 from .heads import create_head
 from .methods import Method, create_method
+from .precision import check_autocast, store_frozen_weights
 from .tokenizer import DEFAULT_CONTEXT_LENGTH, Tokenizer
 
 _UNSET: Any = object()
@@ -45,6 +46,7 @@ class RetrievalModel(nn.Module):
         self.adapters = nn.ModuleDict()
         self._adapter_heads: dict[str, dict[str, Any]] = {}
         self.active_adapter: str | None = None
+        self.frozen_weights_dtype: torch.dtype | None = None  # see store_frozen_weights
         self.set_head(head, **(head_options or {}))
 
     # ---- adapters -------------------------------------------------------------------------------------
@@ -156,6 +158,15 @@ class RetrievalModel(nn.Module):
         extra = trainable if added else 0
         return {"trainable_params": trainable, "total_params": backbone + extra, "backbone_params": backbone}
 
+    def store_frozen_weights(self, dtype: torch.dtype) -> int:
+        """Keep the frozen matmul weights in the autocast ``dtype`` (see ``precision``): bitwise the same
+        results under autocast, less memory, no per-step casts. One way: afterwards run under autocast."""
+        if dtype == torch.float32:
+            return 0
+        count = store_frozen_weights(self.clip, dtype)
+        self.frozen_weights_dtype = dtype
+        return count
+
     # ---- head -----------------------------------------------------------------------------------------
 
     def set_head(self, name: str, **options: Any) -> None:
@@ -190,6 +201,7 @@ class RetrievalModel(nn.Module):
         """End-of-text feature after ``ln_final @ text_projection``: [N, L] token ids -> [N, D]."""
         if tokens.ndim != 2 or tokens.dtype not in (torch.int32, torch.int64):
             raise CmadapterError(f"tokens must be an integer tensor [N, L], got {tuple(tokens.shape)} {tokens.dtype}")
+        check_autocast(self.device, self.frozen_weights_dtype)
         clip = self.clip
         positions = clip.positional_embedding.shape[0]
         if tokens.shape[1] > positions:
@@ -218,6 +230,7 @@ class RetrievalModel(nn.Module):
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """CLS feature after ``ln_post @ proj`` of each image: [N, 3, H, W] -> [N, D]."""
+        check_autocast(self.device, self.frozen_weights_dtype)
         return self.clip.visual(images.to(self.device))
 
     def encode_video(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:

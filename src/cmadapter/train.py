@@ -41,7 +41,8 @@ from .distributed import (
     shutdown_distributed,
 )
 from .errors import CmadapterError
-from .evaluate import EvalData, autocast, evaluate
+from .evaluate import EvalData, evaluate
+from .precision import DTYPES, autocast, store_frozen_weights
 from .loss import symmetric_infonce
 from .model import RetrievalModel, build_model
 from .optim import build_optimizer, build_scheduler
@@ -138,6 +139,8 @@ class Trainer:
             raise CmadapterError("model.method is null: nothing to train (use `cmadapter eval` for zero-shot)")
         if config.train.grad_checkpointing:
             self.model.clip.set_grad_checkpointing(True)
+        if config.train.frozen_weights_in_autocast_dtype:
+            self.model.store_frozen_weights(DTYPES[self.precision])
         if data is None:
             from .run_data import build_training_data
 

@@ -42,13 +42,17 @@ def _time(fn, device) -> float:
 def benchmark(settings: EncodeSettings) -> dict:
     from ..config import EvalConfig
     from ..distributed import resolve_device
-    from ..evaluate import EncodedSplit, autocast, similarity_matrix
+    from ..evaluate import EncodedSplit, similarity_matrix
+    from ..precision import autocast
     from ..metrics import retrieval_metrics
     from ..model import build_model
 
     device = resolve_device(settings.device)
     torch.manual_seed(0)
     model = build_model(settings.backbone, method=settings.method, device=device, **settings.options).eval()
+    from ..precision import DTYPES
+
+    model.store_frozen_weights(DTYPES[settings.precision])
     size = model.image_size
     frames = torch.randn(settings.videos, settings.frames, 3, size, size, device=device)
     mask = torch.ones(settings.videos, settings.frames, dtype=torch.bool, device=device)

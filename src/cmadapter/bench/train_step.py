@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from ..errors import CmadapterError
+from ..precision import DTYPES
 from .machine import describe_machine, matmul_peak_flops
 
-DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
 @dataclass
@@ -55,6 +55,7 @@ def measure(settings: TrainStepSettings) -> dict:
     )
     if settings.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
+    model.store_frozen_weights(DTYPES[settings.precision])  # as the trainer does
     optimizer = build_optimizer(model.method, OptimConfig())
     scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
     stepper = Stepper(model, optimizer, None, scaler, settings.precision, DistributedContext(device=device), 1.0)
