@@ -3,10 +3,10 @@
 import json
 
 import pytest
-from annotation_files import write_msrvtt
-from media import write_video
 
+from annotation_files import write_msrvtt
 from cmadapter.cli import main
+from media import write_video
 
 
 @pytest.fixture

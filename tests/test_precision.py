@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-from conftest import random_video
 
 from cmadapter import CmadapterError, build_model
 from cmadapter.loss import symmetric_infonce
 from cmadapter.precision import autocast
+from conftest import random_video
 
 
 def step(model, tokens, frames):

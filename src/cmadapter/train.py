@@ -42,10 +42,10 @@ from .distributed import (
 )
 from .errors import CmadapterError
 from .evaluate import EvalData, evaluate
-from .precision import DTYPES, autocast, store_frozen_weights
 from .loss import symmetric_infonce
 from .model import RetrievalModel, build_model
 from .optim import build_optimizer, build_scheduler
+from .precision import DTYPES, autocast
 from .sampler import EpochBatchSampler
 from .train_state import (
     Position,

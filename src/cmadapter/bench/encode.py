@@ -43,9 +43,9 @@ def benchmark(settings: EncodeSettings) -> dict:
     from ..config import EvalConfig
     from ..distributed import resolve_device
     from ..evaluate import EncodedSplit, similarity_matrix
-    from ..precision import autocast
     from ..metrics import retrieval_metrics
     from ..model import build_model
+    from ..precision import autocast
 
     device = resolve_device(settings.device)
     torch.manual_seed(0)

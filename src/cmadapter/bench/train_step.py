@@ -22,7 +22,6 @@ from ..precision import DTYPES
 from .machine import describe_machine, matmul_peak_flops
 
 
-
 @dataclass
 class TrainStepSettings:
     backbone: str = "ViT-B-32-quickgelu"
