@@ -232,6 +232,15 @@ def run_bench_train_step(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_loader(args: argparse.Namespace) -> int:
+    from .bench.loader import benchmark, format_table
+    from .config import load_config
+
+    report = benchmark(load_config(args.config, list(args.overrides)), batches=args.batches, steps=args.steps)
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
 def run_bench_encode(args: argparse.Namespace) -> int:
     from .bench.encode import EncodeSettings, benchmark, format_table
 
@@ -279,6 +288,13 @@ def add_bench(sub) -> None:
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method options")
     t.add_argument("--device", default="auto")
     t.add_argument("--json", action="store_true", help="print one JSON object")
+
+    loader = benches.add_parser("loader", help="samples/s the data pipeline delivers vs what a training step uses")
+    loader.add_argument("--config", required=True, help="a run config (dataset, frame cache or videos, workers)")
+    loader.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    loader.add_argument("--batches", type=int, default=20, help="batches to time")
+    loader.add_argument("--steps", type=int, default=3, help="training steps to time")
+    loader.add_argument("--json", action="store_true", help="print one JSON object")
 
     e = benches.add_parser("encode", help="inference with the adapter vs the plain backbone; retrieval time")
     e.add_argument("--backbone", default="ViT-B-32-quickgelu")
