@@ -88,3 +88,25 @@ def write_activitynet(folder: Path) -> Path:
     (folder / "val_1.json").write_text(json.dumps(val))
     (folder / "train.json").write_text(json.dumps(train))
     return folder
+
+
+def tiny_msrvtt_run(root: Path, weights: Path) -> tuple[Path, Path]:
+    """An MSR-VTT folder with real tiny videos and a run config for the tiny backbone; (config, videos)."""
+    from media import write_video
+
+    annotations = write_msrvtt(root / "msrvtt")
+    videos = root / "videos"
+    videos.mkdir()
+    for i in range(6):
+        write_video(videos / f"video{i}.mp4", frames=12, rate=4, size=(48, 40), marker=i % 2 == 1)
+    config = root / "tiny.yaml"
+    config.write_text(
+        f"""
+name: tiny
+output_dir: {root / "runs"}
+model: {{backbone: null, pretrained: {weights}, method_options: {{r: 4, shared_dim: 8}}}}
+data: {{dataset: msrvtt, annotations: {annotations}, videos: {videos}, fps: 2.0, max_frames: 4, workers: 0}}
+train: {{batch_size: 4, epochs: 1, precision: fp32, device: cpu}}
+"""
+    )
+    return config, videos

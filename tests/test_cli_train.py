@@ -4,29 +4,13 @@ import json
 
 import pytest
 
-from annotation_files import write_msrvtt
+from annotation_files import tiny_msrvtt_run
 from cmadapter.cli import main
-from media import write_video
 
 
 @pytest.fixture
 def msrvtt(tmp_path, tiny_weights):
-    annotations = write_msrvtt(tmp_path / "msrvtt")
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for i in range(6):
-        write_video(videos / f"video{i}.mp4", frames=12, rate=4, size=(48, 40), marker=i % 2 == 1)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(
-        f"""
-name: tiny
-output_dir: {tmp_path / "runs"}
-model: {{backbone: null, pretrained: {tiny_weights}, method_options: {{r: 4, shared_dim: 8}}}}
-data: {{dataset: msrvtt, annotations: {annotations}, videos: {videos}, fps: 2.0, max_frames: 4, workers: 0}}
-train: {{batch_size: 4, epochs: 1, precision: fp32, device: cpu}}
-"""
-    )
-    return config, videos
+    return tiny_msrvtt_run(tmp_path, tiny_weights)
 
 
 def test_train_then_eval_from_the_command_line(msrvtt, capsys):

@@ -184,9 +184,13 @@ def add_prepare(sub) -> None:
 
 @command("bench")
 def run_bench(args: argparse.Namespace) -> int:
-    return {"decode": run_bench_decode, "train-step": run_bench_train_step, "encode": run_bench_encode}[args.bench](
-        args
-    )
+    runners = {
+        "decode": run_bench_decode,
+        "train-step": run_bench_train_step,
+        "encode": run_bench_encode,
+        "loader": run_bench_loader,
+    }
+    return runners[args.bench](args)
 
 
 def _csv(text: str) -> list[str]:
@@ -218,7 +222,8 @@ def run_bench_train_step(args: argparse.Namespace) -> int:
     from .bench.train_step import TrainStepSettings, benchmark, format_table
 
     base = TrainStepSettings(
-        backbone=args.backbone,
+        backbone=None if args.pretrained else args.backbone,
+        pretrained=args.pretrained,
         frames=args.frames,
         batch=args.batch,
         steps=args.steps,
@@ -245,7 +250,8 @@ def run_bench_encode(args: argparse.Namespace) -> int:
     from .bench.encode import EncodeSettings, benchmark, format_table
 
     settings = EncodeSettings(
-        backbone=args.backbone,
+        backbone=None if args.pretrained else args.backbone,
+        pretrained=args.pretrained,
         method=args.method,
         videos=args.videos,
         frames=args.frames,
@@ -277,6 +283,7 @@ def add_bench(sub) -> None:
 
     t = benches.add_parser("train-step", help="training step time and peak memory per method, against full fine-tuning")
     t.add_argument("--backbone", default="ViT-B-32-quickgelu")
+    t.add_argument("--pretrained", default=None, help="a weights file instead (architecture read off it)")
     t.add_argument("--methods", default="full,cross-modal", help="comma-separated; include 'full' for the ratios")
     t.add_argument("--precision", default="bf16,fp32", help="comma-separated: bf16, fp16 (GPU), fp32")
     t.add_argument("--frames", type=int, default=12)
@@ -298,6 +305,7 @@ def add_bench(sub) -> None:
 
     e = benches.add_parser("encode", help="inference with the adapter vs the plain backbone; retrieval time")
     e.add_argument("--backbone", default="ViT-B-32-quickgelu")
+    e.add_argument("--pretrained", default=None, help="a weights file instead (architecture read off it)")
     e.add_argument("--method", default="cross-modal")
     e.add_argument("--videos", type=int, default=8, help="videos per batch")
     e.add_argument("--frames", type=int, default=12)

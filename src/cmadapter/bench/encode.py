@@ -18,7 +18,8 @@ from .machine import describe_machine
 
 @dataclass
 class EncodeSettings:
-    backbone: str = "ViT-B-32-quickgelu"
+    backbone: str | None = "ViT-B-32-quickgelu"
+    pretrained: str | None = None  # random weights by default: the timing does not depend on them
     method: str = "cross-modal"
     options: dict = field(default_factory=dict)
     videos: int = 8  # per batch
@@ -49,7 +50,9 @@ def benchmark(settings: EncodeSettings) -> dict:
 
     device = resolve_device(settings.device)
     torch.manual_seed(0)
-    model = build_model(settings.backbone, method=settings.method, device=device, **settings.options).eval()
+    model = build_model(
+        settings.backbone, settings.pretrained, method=settings.method, device=device, **settings.options
+    ).eval()
     from ..precision import DTYPES
 
     model.store_frozen_weights(DTYPES[settings.precision])

@@ -24,7 +24,7 @@ from .machine import describe_machine, matmul_peak_flops
 
 @dataclass
 class TrainStepSettings:
-    backbone: str = "ViT-B-32-quickgelu"
+    backbone: str | None = "ViT-B-32-quickgelu"
     pretrained: str | None = None  # random weights by default: the timing does not depend on them
     frames: int = 12
     batch: int = 8

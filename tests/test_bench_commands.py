@@ -1,0 +1,77 @@
+"""The benchmark commands run (tiny configurations); their figures are never asserted, only their shape."""
+
+import json
+
+from annotation_files import tiny_msrvtt_run
+from cmadapter.cli import main
+
+
+def run_json(capsys, *args):
+    assert main(["bench", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_train_step_reports_every_method_against_full(capsys, tiny_weights):
+    report = run_json(
+        capsys,
+        "train-step",
+        "--pretrained",
+        str(tiny_weights),
+        "--methods",
+        "full,cross-modal",
+        "--precision",
+        "fp32",
+        "--frames",
+        "2",
+        "--batch",
+        "2",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+    )
+    full, adapter = report["methods"]["full"], report["methods"]["cross-modal"]
+    for row in (full, adapter):
+        for key in (
+            "step_seconds",
+            "peak_memory_mb",
+            "trainable_params",
+            "time_ratio_to_full",
+            "memory_ratio_to_full",
+            "step_flops",
+            "achieved_flops_per_second",
+            "matmul_peak_flops_per_second",
+        ):
+            assert row[key] > 0, key
+    assert full["time_ratio_to_full"] == 1.0 and adapter["trainable_params"] < full["trainable_params"]
+    assert adapter["step_flops"] < full["step_flops"]  # no weight gradients for the frozen backbone
+
+
+def test_encode_reports_the_adapter_against_the_plain_backbone(capsys, tiny_weights):
+    report = run_json(
+        capsys,
+        "encode",
+        "--pretrained",
+        str(tiny_weights),
+        "--videos",
+        "2",
+        "--frames",
+        "2",
+        "--texts",
+        "4",
+        "--repeats",
+        "1",
+        "--precision",
+        "fp32",
+        "--retrieval-size",
+        "20",
+    )
+    assert report["video_time_ratio"] > 0 and report["plain"]["videos_per_second"] > 0
+    assert report["retrieval_size"] == 20 and report["retrieval_seconds"] > 0
+
+
+def test_loader_reports_delivery_beside_consumption(capsys, tmp_path, tiny_weights):
+    config, _ = tiny_msrvtt_run(tmp_path, tiny_weights)
+    report = run_json(capsys, "loader", "--config", str(config), "--batches", "2", "--steps", "1")
+    assert report["loader_samples_per_second"] > 0 and report["step_samples_per_second"] > 0
+    assert isinstance(report["input_bound"], bool)
