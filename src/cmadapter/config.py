@@ -145,11 +145,11 @@ def from_dict(cls: type, data: dict[str, Any], *, where: str, prefix: str = "") 
         if dataclasses.is_dataclass(hint):
             values[name] = from_dict(hint, value, where=where, prefix=f"{prefix}{name}.")
         else:
-            values[name] = _check_type(value, hint, f"{prefix}{name}", where)
+            values[name] = check_type(value, hint, f"{prefix}{name}", where)
     return cls(**values)
 
 
-def _check_type(value: Any, hint: Any, key: str, where: str) -> Any:
+def check_type(value: Any, hint: Any, key: str, where: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
 
     def fail() -> typing.NoReturn:
@@ -160,7 +160,7 @@ def _check_type(value: Any, hint: Any, key: str, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:
-                return _check_type(value, option, key, where)
+                return check_type(value, option, key, where)
             except CmadapterError:
                 continue
         fail()
@@ -186,11 +186,11 @@ def _check_type(value: Any, hint: Any, key: str, where: str) -> Any:
     if origin is list:
         if not isinstance(value, (list, tuple)):
             fail()
-        return [_check_type(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
+        return [check_type(v, args[0], f"{key}[{i}]", where) for i, v in enumerate(value)]
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             fail()
-        return tuple(_check_type(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(check_type(v, a, f"{key}[{i}]", where) for i, (v, a) in enumerate(zip(value, args)))
     if origin is dict:
         if not isinstance(value, dict):
             fail()

@@ -8,6 +8,7 @@ detaches (restores them). Checkpoints store ``trainable_tensors()`` and ``descri
 from __future__ import annotations
 
 import dataclasses
+import typing
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -51,9 +52,24 @@ class Method(nn.Module, ABC):
     def trainable_tensors(self) -> dict[str, nn.Parameter]:
         """Every tensor this method trains, each once, under a stable name used in checkpoints."""
 
+    # Parts always listed in the breakdown, even when empty (e.g. "shared" of the uni-modal adapter).
+    breakdown_parts: ClassVar[tuple[str, ...]] = ()
+
     def parameter_breakdown(self) -> dict[str, int]:
-        """Trainable parameter counts by part (e.g. vision/text/shared); sums to the total."""
-        return {"total": self.num_trainable()}
+        """Trainable parameter counts by part: the first component of the tensor names (vision, text, …)."""
+        counts = dict.fromkeys(self.breakdown_parts, 0)
+        for name, tensor in self.trainable_tensors().items():
+            part = name.split(".", 1)[0]
+            counts[part] = counts.get(part, 0) + tensor.numel()
+        return counts
+
+    def submodule_tensors(self, *attributes: str) -> dict[str, nn.Parameter]:
+        """``trainable_tensors`` for methods whose parameters all live in sub-modules named after towers."""
+        return {
+            f"{attribute}.{name}": tensor
+            for attribute in attributes
+            for name, tensor in getattr(self, attribute).named_parameters()
+        }
 
     def num_trainable(self) -> int:
         return sum(t.numel() for t in self.trainable_tensors().values())
@@ -103,20 +119,13 @@ class Method(nn.Module, ABC):
 
 def make_options(cls: type[MethodOptions], values: dict[str, Any], *, method: str) -> MethodOptions:
     """Options from plain values, with clear errors for unknown names and wrong types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
+    from ..config import check_type
+
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(values) - set(hints))
     if unknown:
         raise CmadapterError(
-            f"method {method!r} has no option {unknown[0]!r}; its options are {', '.join(sorted(fields)) or 'none'}"
+            f"method {method!r} has no option {unknown[0]!r}; its options are {', '.join(sorted(hints)) or 'none'}"
         )
-    checked = {}
-    for key, value in values.items():
-        expected = type(getattr(cls(), key))
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if expected is tuple and isinstance(value, list):
-            value = tuple(value)
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise CmadapterError(f"option {key!r} of method {method!r} must be {expected.__name__}, got {value!r}")
-        checked[key] = value
-    return cls(**checked)
+    where = f"method {method!r}"
+    return cls(**{key: check_type(value, hints[key], key, where) for key, value in values.items()})

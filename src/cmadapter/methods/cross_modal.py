@@ -45,6 +45,7 @@ class UniModalOptions(MethodOptions):
 class CrossModalAdapter(Method):
     name = "cross-modal"
     Options = CrossModalOptions
+    breakdown_parts = ("vision", "text", "shared")
 
     def __init__(self, backbone: Backbone, options: MethodOptions):
         super().__init__(backbone, options)
@@ -115,12 +116,6 @@ class CrossModalAdapter(Method):
                 tensors[f"shared.{k}.{position}.weight"] = linear.weight
                 tensors[f"shared.{k}.{position}.bias"] = linear.bias
         return tensors
-
-    def parameter_breakdown(self) -> dict[str, int]:
-        counts = {"vision": 0, "text": 0, "shared": 0}
-        for name, tensor in self.trainable_tensors().items():
-            counts[name.split(".", 1)[0]] += tensor.numel()
-        return counts
 
 
 class UniModalAdapter(CrossModalAdapter):

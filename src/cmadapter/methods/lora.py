@@ -131,11 +131,4 @@ class LoRA(Method):
         self.attached = False
 
     def trainable_tensors(self) -> dict[str, nn.Parameter]:
-        return {
-            f"{tower}.{name}": tensor
-            for tower in ("vision", "text")
-            for name, tensor in getattr(self, tower).named_parameters()
-        }
-
-    def parameter_breakdown(self) -> dict[str, int]:
-        return {tower: sum(p.numel() for p in getattr(self, tower).parameters()) for tower in ("vision", "text")}
+        return self.submodule_tensors("vision", "text")

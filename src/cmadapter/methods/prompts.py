@@ -140,12 +140,5 @@ class PromptTuning(Method):
                 tensors[f"{tower}.{i}.prompt"] = prompt.tokens
         return tensors
 
-    def parameter_breakdown(self) -> dict[str, int]:
-        counts = {}
-        for tower, prompts in (("vision", self.vision), ("text", self.text)):
-            if prompts is not None:
-                counts[tower] = sum(p.tokens.numel() for p in prompts)
-        return counts
-
     def decays(self, name: str, tensor: torch.Tensor) -> bool:
         return False  # prompts are token embeddings, and embeddings get no weight decay
