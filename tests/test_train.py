@@ -105,3 +105,15 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tiny_weigh
     assert any(g.abs().sum() > 0 for g in single["grads"].values())
     for key, grad in single["grads"].items():
         assert torch.allclose(grad, double["grads"][key], rtol=0, atol=1e-5), key
+
+
+def test_peak_memory_is_the_process_own_not_its_parents():
+    # A child started by a large parent must not inherit the parent's peak (ru_maxrss survives exec on Linux).
+    ballast = bytearray(600 * 2**20)  # the parent grows by 600 MB
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    code = "import torch; from cmadapter.train import peak_memory_mb; print(peak_memory_mb(torch.device('cpu')))"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    from cmadapter.train import peak_memory_mb
+
+    assert child < peak_memory_mb(torch.device("cpu")) - 300
+    del ballast

@@ -1,0 +1,158 @@
+"""``cmadapter demo``: the whole method, offline, in minutes on a laptop CPU.
+
+No pretrained weights or public datasets can be downloaded here, so the demo brings its own: a synthetic
+text-video dataset in the MSR-VTT layout (coloured shapes appearing one after another; a caption names
+all of them, no single frame shows them all) and a tiny CLIP pretrained on single frames, saved as an
+OpenAI-layout file. Then, through the same reader, frame cache, trainer and evaluator as real data, and
+with the same budget and seed for each: zero-shot, the Cross-Modal Adapter, the uni-modal adapter and
+full fine-tuning. Everything lands in the output folder; a rerun reuses what is already there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .compare import ZERO_SHOT, MethodRun, compare, markdown_table
+from .config import RunConfig, load_config
+from .pretrain import PretrainConfig, pretrain
+from .synthetic import SyntheticConfig, generate_dataset
+
+log = logging.getLogger(__name__)
+
+METHODS = (ZERO_SHOT, "cross-modal", "uni-modal", "full")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    epochs: int = 12  # x 46 steps of 32 captions: ~550 steps, the same for every method
+    batch_size: int = 32
+    lr: float = 2e-3  # adapters; full fine-tuning takes lr x full_backbone_lr_scale for the backbone
+    full_backbone_lr_scale: float = 0.05
+    r: int = 8
+    shared_dim: int = 16
+    seed: int = 42
+
+    @classmethod
+    def quick(cls) -> DemoSettings:
+        return cls(synthetic=SyntheticConfig.quick(), pretrain=PretrainConfig.quick(), epochs=8)
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def demo_config(settings: DemoSettings, data, weights: Path, cache: Path, out: Path) -> RunConfig:
+    """The run config every method shares: the real MSR-VTT reader, the frame cache, the tiny backbone."""
+    return load_config(
+        None,
+        {
+            "name": "demo",
+            "output_dir": str(out),
+            "model.backbone": None,
+            "model.pretrained": str(weights),
+            "model.method_options": {"r": settings.r, "shared_dim": settings.shared_dim},
+            "data.dataset": "msrvtt",
+            "data.annotations": str(data.annotations),
+            "data.videos": str(data.video_dir),
+            "data.cache": str(cache),
+            "data.fps": 1.0,  # one frame per object
+            "data.max_frames": settings.synthetic.objects_per_video,
+            "data.workers": 0,  # frames come from the cache: decoding is not the bottleneck
+            "train.epochs": settings.epochs,
+            "train.batch_size": settings.batch_size,
+            "train.precision": "fp32",  # tiny matrices: bf16 buys nothing on CPU at this size
+            "train.seed": settings.seed,
+            "train.log_every_steps": 20,
+            "optim.lr": settings.lr,
+        },
+    )
+
+
+def demo_runs(settings: DemoSettings) -> list[MethodRun]:
+    return [
+        MethodRun(ZERO_SHOT, ZERO_SHOT),
+        MethodRun("cross-modal", "cross-modal", {"r": settings.r, "shared_dim": settings.shared_dim}),
+        MethodRun("uni-modal", "uni-modal", {"r": settings.r}),
+        MethodRun("full", "full", {"backbone_lr_scale": settings.full_backbone_lr_scale}),
+    ]
+
+
+def run_demo(out: str | Path = "demo_out", *, quick: bool = False, progress: bool = True) -> dict[str, Any]:
+    from .cache import PrepareOptions, prepare_cache
+    from .sources import VideoFolder
+
+    out = Path(out)
+    settings = DemoSettings.quick() if quick else DemoSettings()
+    variant = "quick" if quick else "default"
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def stage(name: str, began: float) -> None:
+        timings[name] = round(time.perf_counter() - began, 1)
+        log.info("%s: %.1f s", name, timings[name])
+
+    began = time.perf_counter()
+    data = generate_dataset(out / variant / "data", settings.synthetic, progress=progress)
+    stage("generate videos", began)
+
+    began = time.perf_counter()
+    backbone = pretrain(
+        out / variant / "backbone" / "tiny-clip.pt", settings.pretrain, settings.synthetic, progress=progress
+    )
+    stage("pretrain tiny CLIP", began)
+
+    began = time.perf_counter()
+    cache = out / variant / "cache"
+    frame_size = settings.synthetic.frame_size
+    prepare_cache(
+        [v.video_id for v in data.videos],
+        VideoFolder(data.video_dir),
+        cache,
+        PrepareOptions(fps=1.0, short_side=frame_size, progress=progress),
+    )
+    stage("decode videos once into the frame cache", began)
+
+    began = time.perf_counter()
+    base = demo_config(settings, data, backbone.path, cache, out / variant / "runs")
+    table = compare(base, demo_runs(settings), out / variant / "runs")
+    stage("zero-shot, train and evaluate each method", began)
+    timings["total"] = round(time.perf_counter() - started, 1)
+
+    results = {
+        "variant": variant,
+        "methods": table["methods"],
+        "backbone": {
+            "file": str(backbone.path),
+            "architecture": backbone.architecture.to_dict(),
+            "single_frame_accuracy": backbone.frame_accuracy,
+        },
+        "settings": settings.to_dict(),
+        "timings_seconds": timings,
+    }
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(results_markdown(results))
+    shutil.copyfile(out / variant / "runs" / "recall_vs_params.png", out / "recall_vs_params.png")
+    shutil.copyfile(out / variant / "runs" / "recall_vs_cost.png", out / "recall_vs_cost.png")
+    return results
+
+
+def results_markdown(results: dict[str, Any]) -> str:
+    methods = results["methods"]
+    gain = methods["cross-modal"]["t2v"]["R1"] - methods[ZERO_SHOT]["t2v"]["R1"]
+    timings = ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_seconds"].items())
+    return (
+        f"# cmadapter demo ({results['variant']})\n\n"
+        "Synthetic MSR-VTT-layout data (coloured shapes appearing one after another), a tiny CLIP pretrained on "
+        "single frames, the same data, budget and seed for every method.\n\n"
+        + markdown_table(methods)
+        + f"\nCross-Modal Adapter text→video R@1 over zero-shot: {gain:+.1f} points.\n\n"
+        f"Stages: {timings}.\n"
+    )
