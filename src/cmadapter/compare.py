@@ -214,6 +214,8 @@ def plot_recall_vs_params(results: dict[str, dict[str, Any]], path: Path) -> Non
             xs = [max(r["trainable_params"], 1) / 1e6 for _, r in rows]
             ys = [r[direction]["R1"] for _, r in rows]
             ax.plot(xs, ys, linestyle="-", label=method, **_style(method))
+            for x, y in zip(xs, ys):
+                ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
         ax.set_xscale("log")
         ax.set_xlabel("trainable parameters (M, log scale)")
         ax.set_ylabel("R@1 (%)")

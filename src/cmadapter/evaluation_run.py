@@ -9,6 +9,7 @@ from .distributed import init_distributed, shutdown_distributed
 from .evaluate import evaluate
 from .model import build_model
 from .run_data import build_eval_data
+from .train import peak_memory_mb
 
 
 def evaluate_config(
@@ -47,7 +48,12 @@ def evaluate_config(
             "split": data.name,
             "model": label,
             "test": metrics,
-            "efficiency": {"trainable_params": counts["trainable_params"], "total_params": counts["total_params"]},
+            "efficiency": {
+                "trainable_params": counts["trainable_params"],
+                "total_params": counts["total_params"],
+                "train_seconds": 0.0,
+                "peak_memory_mb": peak_memory_mb(context.device),
+            },
         }
     finally:
         shutdown_distributed(context)
