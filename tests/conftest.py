@@ -44,3 +44,28 @@ def tiny_weights(tmp_path_factory) -> Path:
 def random_video(batch: int = 2, frames: int = 3, size: int = 32, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(batch, frames, 3, size, size, generator=generator)
+
+
+def weight_batched_matmuls(model, run) -> tuple[int, list]:
+    """Profile ``run()``; return (number of matmuls seen, batched matmuls that multiply by a layer's weight).
+
+    A 3-D activation times a frozen weight makes autograd's backward a bmm against an expanded copy of the
+    weight: the slow path our 2-D blocks avoid. Attention's own batched matmuls are fine and not reported.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    weight_shapes = set()
+    for module in model.clip.modules():
+        weight = module.weight if isinstance(module, torch.nn.Linear) else getattr(module, "in_proj_weight", None)
+        if weight is not None:
+            weight_shapes |= {tuple(weight.shape), tuple(weight.shape[::-1])}
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        run()
+    events = prof.key_averages(group_by_input_shape=True)
+    matmuls = sum(e.count for e in events if e.key in ("aten::mm", "aten::addmm"))
+    offending = [
+        e.input_shapes
+        for e in events
+        if e.key == "aten::bmm" and {tuple(s[-2:]) for s in e.input_shapes if len(s) >= 2} & weight_shapes
+    ]
+    return matmuls, offending

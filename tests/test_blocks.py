@@ -1,12 +1,11 @@
 """Our 2-D residual blocks: same numbers as open_clip's, and no batched-matmul backward for frozen weights."""
 
 import torch
-from torch.profiler import ProfilerActivity, profile
 
 from cmadapter import build_model
 from cmadapter.backbone import build_clip
 from cmadapter.blocks import Attention, ResidualBlock
-from conftest import TINY, random_video
+from conftest import TINY, random_video, weight_batched_matmuls
 
 
 def test_blocks_share_tensors_with_the_open_clip_block_they_replace():
@@ -33,15 +32,30 @@ def test_adapter_step_has_no_batched_matmul_for_frozen_weights(tiny_weights):
     model = build_model(pretrained=tiny_weights, r=4, shared_dim=8)
     tokens = model.tokenize(["a red square", "a blue circle"])
     frames = random_video(2, 3)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+
+    def run():
         for dtype in (torch.float32, torch.bfloat16):
             with torch.autocast("cpu", dtype=dtype, enabled=dtype == torch.bfloat16):
                 # The towers only: the similarity head's einsums are batched matmuls by design.
                 loss = model.encode_video(frames).float().pow(2).sum() + model.encode_text(tokens).float().pow(2).sum()
             loss.backward()
-    names = {event.key for event in prof.key_averages()}
-    assert "aten::mm" in names  # the profile did see the matmuls
-    assert "aten::bmm" not in names
+
+    matmuls, offending = weight_batched_matmuls(model, run)
+    assert matmuls > 0 and not offending, offending
+
+
+def test_the_guard_sees_the_slow_path(tiny_weights):
+    """The check above fails on open_clip's own blocks (3-D matmuls), so it can fail."""
+    from cmadapter.backbone import build_clip
+
+    model = build_model(pretrained=tiny_weights, method=None)
+    model.clip = build_clip(TINY).requires_grad_(False)  # open_clip's own blocks, frozen
+    frames = random_video(2, 3).flatten(0, 1).requires_grad_()  # input gradients through frozen layers
+
+    def run():
+        model.clip.encode_image(frames).pow(2).sum().backward()
+
+    assert weight_batched_matmuls(model, run)[1]
 
 
 def test_lean_quick_gelu_matches_autograd_and_saves_one_tensor():
@@ -56,3 +70,16 @@ def test_lean_quick_gelu_matches_autograd_and_saves_one_tensor():
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         QuickGELU()(y)
     assert len(saved) == 1 and saved[0] is y
+
+
+def test_cpu_attention_matches_sdpa_and_its_gradients():
+    import torch.nn.functional as F
+
+    from cmadapter.blocks import attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 7, 8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    mask = torch.full((7, 7), float("-inf"), dtype=torch.float64).triu(1)
+    for m in (None, mask):
+        assert torch.autograd.gradcheck(lambda a, b, c, m=m: attention(a, b, c, m), (q, k, v))
+        assert torch.allclose(attention(q, k, v, m), F.scaled_dot_product_attention(q, k, v, attn_mask=m), atol=1e-12)
