@@ -38,6 +38,8 @@ def test_train_step_reports_every_method_against_full(capsys, tiny_weights):
             "trainable_params",
             "time_ratio_to_full",
             "memory_ratio_to_full",
+            "model_memory_mb",
+            "model_memory_ratio_to_full",
             "step_flops",
             "achieved_flops_per_second",
             "matmul_peak_flops_per_second",
@@ -45,6 +47,8 @@ def test_train_step_reports_every_method_against_full(capsys, tiny_weights):
             assert row[key] > 0, key
     assert full["time_ratio_to_full"] == 1.0 and adapter["trainable_params"] < full["trainable_params"]
     assert adapter["step_flops"] < full["step_flops"]  # no weight gradients for the frozen backbone
+    for row in (full, adapter):  # the libraries' share is the same process baseline, below the peak
+        assert 0 < row["libraries_memory_mb"] < row["peak_memory_mb"]
 
 
 def test_encode_reports_the_adapter_against_the_plain_backbone(capsys, tiny_weights):

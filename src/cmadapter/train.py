@@ -93,6 +93,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def resident_memory_mb() -> float:
+    """This process's resident set size now (VmRSS), in MiB; 0 where /proc is missing."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def peak_memory_mb(device: torch.device) -> float:
     """Peak memory of this process: allocated GPU memory on CUDA, peak resident set size on CPU."""
     if device.type == "cuda":
