@@ -137,9 +137,7 @@ def benchmark(
         reference = rows.get(_key("full", row["precision"], row["grad_checkpointing"], len(precisions) > 1))
         row["time_ratio_to_full"] = row["step_seconds"] / reference["step_seconds"] if reference else None
         row["memory_ratio_to_full"] = row["peak_memory_mb"] / reference["peak_memory_mb"] if reference else None
-        row["model_memory_ratio_to_full"] = (
-            row["model_memory_mb"] / reference["model_memory_mb"] if reference else None
-        )
+        row["model_memory_ratio_to_full"] = row["model_memory_mb"] / reference["model_memory_mb"] if reference else None
     return {
         "benchmark": "train-step",
         "settings": {k: v for k, v in asdict(base).items() if k not in ("method", "precision")},
