@@ -34,6 +34,18 @@ class MethodRun:
     overrides: dict[str, Any] = field(default_factory=dict)  # extra config overrides for this run
 
 
+def expand_methods(names: Sequence[str]) -> list[str]:
+    """``all`` stands for zero-shot and every registered method, in the registry's order."""
+    from .methods import METHODS
+
+    expanded: list[str] = []
+    for name in names:
+        for item in [ZERO_SHOT, *METHODS] if name == "all" else [name]:
+            if item not in expanded:
+                expanded.append(item)
+    return expanded
+
+
 def plan_runs(
     methods: Sequence[str],
     sizes: dict[str, list[Any]] | None = None,
@@ -44,7 +56,7 @@ def plan_runs(
     from .methods import method_class
 
     runs: list[MethodRun] = []
-    for name in methods:
+    for name in expand_methods(methods):
         options = dict((base_options or {}).get(name, {}))
         if name == ZERO_SHOT:
             runs.append(MethodRun(ZERO_SHOT, ZERO_SHOT))

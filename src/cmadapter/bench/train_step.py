@@ -124,15 +124,20 @@ def benchmark(
         if precision not in DTYPES:
             raise CmadapterError(f"unknown precision {precision!r}; use bf16, fp16 or fp32")
         peak = matmul_peak_flops(device, DTYPES[precision])
+        precision_rows = []
         for method in methods:
             for ckpt in variants:
                 settings = TrainStepSettings(
                     **{**asdict(base), "method": method, "precision": precision, "grad_checkpointing": ckpt}
                 )
                 row = run_isolated(settings)
-                row["matmul_peak_flops_per_second"] = peak
-                row["fraction_of_matmul_peak"] = row["achieved_flops_per_second"] / peak
+                precision_rows.append(row)
                 rows[_key(method, precision, ckpt, len(precisions) > 1)] = row
+        # Timed again after the steps: the better of the two stands for the machine's peak.
+        peak = max(peak, matmul_peak_flops(device, DTYPES[precision]))
+        for row in precision_rows:
+            row["matmul_peak_flops_per_second"] = peak
+            row["fraction_of_matmul_peak"] = row["achieved_flops_per_second"] / peak
     for row in rows.values():
         reference = rows.get(_key("full", row["precision"], row["grad_checkpointing"], len(precisions) > 1))
         row["time_ratio_to_full"] = row["step_seconds"] / reference["step_seconds"] if reference else None
