@@ -209,6 +209,23 @@ def _by_method(results: dict[str, dict[str, Any]]) -> dict[str, list[tuple[str, 
     return groups
 
 
+def _label_values(ax, points: list[tuple[float, float]]) -> None:
+    """Write each point's R@1 beside it, moving a label to another corner where it would cover one
+    already written (two methods with equal recall and similar size would otherwise print "48.348.3")."""
+    ax.autoscale_view()
+    scale = ax.figure.dpi / 72  # display pixels per typographic point
+    placed: list[tuple[float, float]] = []  # label origins, in points
+    width, height = 24, 9  # a label such as "48.3" at fontsize 8, in points
+    for x, y in points:
+        px, py = (value / scale for value in ax.transData.transform((x, y)))
+        for dx, dy in ((6, 4), (6, -12), (-30, 4), (-30, -12), (6, 14), (6, -22)):
+            origin = (px + dx, py + dy)
+            if all(abs(origin[0] - ox) >= width or abs(origin[1] - oy) >= height for ox, oy in placed):
+                break
+        placed.append(origin)
+        ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8)
+
+
 def plot_recall_vs_params(results: dict[str, dict[str, Any]], path: Path) -> None:
     """R@1 against trainable parameters on a log axis, both directions (the paper's Figure 4)."""
     import matplotlib
@@ -218,6 +235,7 @@ def plot_recall_vs_params(results: dict[str, dict[str, Any]], path: Path) -> Non
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for ax, direction, title in ((axes[0], "t2v", "text→video"), (axes[1], "v2t", "video→text")):
+        labels: list[tuple[float, float]] = []
         for method, rows in _by_method(results).items():
             if method == ZERO_SHOT:
                 ax.axhline(rows[0][1][direction]["R1"], color="black", linestyle="--", linewidth=1, label="zero-shot")
@@ -226,9 +244,10 @@ def plot_recall_vs_params(results: dict[str, dict[str, Any]], path: Path) -> Non
             xs = [max(r["trainable_params"], 1) / 1e6 for _, r in rows]
             ys = [r[direction]["R1"] for _, r in rows]
             ax.plot(xs, ys, linestyle="-", label=method, **_style(method))
-            for x, y in zip(xs, ys):
-                ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8)
+            labels.extend(zip(xs, ys))
         ax.set_xscale("log")
+        ax.margins(x=0.12)  # room for the rightmost point's label
+        _label_values(ax, labels)
         ax.set_xlabel("trainable parameters (M, log scale)")
         ax.set_ylabel("R@1 (%)")
         ax.set_title(f"{title} R@1")
