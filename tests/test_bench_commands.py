@@ -29,8 +29,11 @@ def test_train_step_reports_every_method_against_full(capsys, tiny_weights):
         "1",
         "--warmup",
         "1",
+        "--rounds",
+        "2",
     )
     full, adapter = report["methods"]["full"], report["methods"]["cross-modal"]
+    assert full["rounds"] == 2 and len(adapter["step_seconds_all"]) == 2  # one step from each round
     for row in (full, adapter):
         for key in (
             "step_seconds",

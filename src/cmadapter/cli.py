@@ -232,7 +232,13 @@ def run_bench_train_step(args: argparse.Namespace) -> int:
         grad_checkpointing=args.grad_checkpointing,
         options=parse_assignments(args.option, "--option"),
     )
-    report = benchmark(base, _csv(args.methods), _csv(args.precision), checkpointing=args.compare_checkpointing)
+    report = benchmark(
+        base,
+        _csv(args.methods),
+        _csv(args.precision),
+        checkpointing=args.compare_checkpointing,
+        rounds=args.rounds,
+    )
     print(json.dumps(report) if args.json else format_table(report))
     return 0
 
@@ -291,6 +297,7 @@ def add_bench(sub) -> None:
     t.add_argument("--steps", type=int, default=5, help="timed steps (the median counts)")
     t.add_argument("--warmup", type=int, default=2)
     t.add_argument("--grad-checkpointing", action="store_true", help="checkpoint the frozen blocks")
+    t.add_argument("--rounds", type=int, default=1, help="processes per method, taking turns; their steps are pooled")
     t.add_argument("--compare-checkpointing", action="store_true", help="each method with and without checkpointing")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method options")
     t.add_argument("--device", default="auto")
