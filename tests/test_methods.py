@@ -16,8 +16,10 @@ import torch
 
 from cmadapter import CmadapterError, build_model
 from cmadapter.backbone import build_clip
+from cmadapter.config import OptimConfig
 from cmadapter.loss import symmetric_infonce
 from cmadapter.methods import METHODS, create_method
+from cmadapter.optim import build_optimizer
 from conftest import TINY, random_video, weight_batched_matmuls
 
 W = TINY.vision_width  # = TINY.text_width = 64
@@ -214,7 +216,8 @@ def test_an_optimizer_step_changes_the_trainable_tensors_and_nothing_else(tiny_w
     trainable = {id(t) for t in model.method.trainable_tensors().values()}
     before = {name: t.detach().clone() for name, t in model.state_dict(keep_vars=True).items()}
     ids = {name: id(t) for name, t in model.state_dict(keep_vars=True).items()}
-    optimizer = torch.optim.AdamW(model.method.param_groups(lr=1e-2, weight_decay=0.2))
+    optimizer = build_optimizer(model.method, OptimConfig(lr=1e-2, weight_decay=0.2))
+    assert optimizer.defaults["fused"]  # the one-kernel AdamW, for every method's tensors
     tokens, frames, mask = batch()
     # Two steps: zero-initialised Up/B matrices pass no gradient to Down/A until they have moved once.
     for _ in range(2):

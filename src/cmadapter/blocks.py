@@ -47,7 +47,7 @@ class _ScoresAttention(torch.autograd.Function):
         q, k, v, out, lse, mask = ctx.saved_tensors
         scale = q.shape[-1] ** -0.5
         with torch.autocast(q.device.type, enabled=False):
-            grad = grad.to(v.dtype)
+            grad = grad.to(v.dtype).contiguous()  # arrives as a strided view of out_proj's input gradient
             probs = _scores(q, k, mask, scale).sub_(lse).exp_()
             grad_v = torch.matmul(probs.to(v.dtype).transpose(-1, -2), grad)
             rowdot = (grad.to(lse.dtype) * out.to(lse.dtype)).sum(-1, keepdim=True)
@@ -68,7 +68,9 @@ def _scores(q: torch.Tensor, k: torch.Tensor, mask: torch.Tensor | None, scale: 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) v over [B, H, L, d]."""
     if q.device.type == "cpu":
-        return _ScoresAttention.apply(q, k, v, mask)
+        # Contiguous once here: the heads are strided views into the packed projection, and each batched
+        # matmul below would otherwise copy them again, in forward and in backward.
+        return _ScoresAttention.apply(q.contiguous(), k.contiguous(), v.contiguous(), mask)
     return F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask.to(q.dtype))
 
 
