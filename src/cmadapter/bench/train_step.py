@@ -198,7 +198,7 @@ def format_table(report: dict) -> str:
     ]
 
     def ratio(value: float | None) -> str:
-        return "–" if value is None else f"{value:.2f}×"
+        return "–" if value is None else f"{value:.3f}×"
 
     for key, r in report["methods"].items():
         lines.append(
