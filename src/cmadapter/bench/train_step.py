@@ -48,6 +48,8 @@ def measure(settings: TrainStepSettings) -> dict:
     from ..train import Stepper, peak_memory_mb, resident_memory_mb
 
     device = resolve_device(settings.device)
+    import open_clip  # noqa: F401  (imported by building the model anyway; here so the baseline holds it)
+
     # What the libraries alone hold (torch, open_clip, torchvision: ~0.75 GB of RSS on CPU), the same for
     # every method; subtracting it gives the CPU counterpart of CUDA's max_memory_allocated.
     libraries_mb = resident_memory_mb() if device.type == "cpu" else 0.0
