@@ -119,14 +119,6 @@ def average_gradients(parameters: list[torch.Tensor], context: DistributedContex
         offset += grad.numel()
 
 
-def broadcast_object(value, context: DistributedContext):
-    if not context.enabled:
-        return value
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
-
-
 def barrier(context: DistributedContext) -> None:
     if context.enabled:
         dist.barrier()

@@ -168,7 +168,8 @@ def benchmark(
 
 
 def _pool(runs: list[dict]) -> dict:
-    """One row from a method's rounds: the median over all their steps, the largest peak memory."""
+    """One row from a method's rounds: the median over all their steps, the largest peak memory (less the
+    libraries' median baseline for the memory above them)."""
     row = dict(runs[0])
     times = [t for run in runs for t in run["step_seconds_all"]]
     seconds = statistics.median(times)
@@ -182,7 +183,7 @@ def _pool(runs: list[dict]) -> dict:
         achieved_flops_per_second=row["step_flops"] / seconds,
         peak_memory_mb=peak,
         libraries_memory_mb=libraries,
-        model_memory_mb=max(run["model_memory_mb"] for run in runs),
+        model_memory_mb=peak - libraries,
     )
     return row
 
