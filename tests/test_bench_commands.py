@@ -43,6 +43,8 @@ def test_train_step_reports_every_method_against_full(capsys, tiny_weights):
             "memory_ratio_to_full",
             "model_memory_mb",
             "model_memory_ratio_to_full",
+            "peak_tensor_memory_mb",
+            "tensor_memory_ratio_to_full",
             "step_flops",
             "achieved_flops_per_second",
             "matmul_peak_flops_per_second",
@@ -52,6 +54,9 @@ def test_train_step_reports_every_method_against_full(capsys, tiny_weights):
     assert adapter["step_flops"] < full["step_flops"]  # no weight gradients for the frozen backbone
     for row in (full, adapter):  # the libraries' share is the same process baseline, below the peak
         assert 0 < row["libraries_memory_mb"] < row["peak_memory_mb"]
+    # the tensors' peak holds at least the weights, and full fine-tuning's holds more (gradients, AdamW state)
+    assert adapter["peak_tensor_memory_mb"] * 2**20 > 2 * adapter["total_params"]
+    assert full["peak_tensor_memory_mb"] > adapter["peak_tensor_memory_mb"]
 
 
 def test_encode_reports_the_adapter_against_the_plain_backbone(capsys, tiny_weights):

@@ -83,3 +83,15 @@ def test_cpu_attention_matches_sdpa_and_its_gradients():
     for m in (None, mask):
         assert torch.autograd.gradcheck(lambda a, b, c, m=m: attention(a, b, c, m), (q, k, v))
         assert torch.allclose(attention(q, k, v, m), F.scaled_dot_product_attention(q, k, v, attn_mask=m), atol=1e-12)
+
+
+def test_cpu_attention_keeps_q_k_v_and_row_statistics_only():
+    from cmadapter.blocks import attention
+
+    q, k, v = (torch.randn(2, 3, 7, 8, requires_grad=True) for _ in range(3))
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        attention(q, k, v, None)
+    full_size = [t for t in saved if t.shape == q.shape]
+    assert len(full_size) == 3  # q, k, v; not the output (backward gets its row sums from the probabilities)
+    assert all(t.numel() <= 2 * 3 * 7 for t in saved if t.shape != q.shape)  # the log-sum-exp per row

@@ -22,8 +22,10 @@ from .errors import CmadapterError
 
 
 class _ScoresAttention(torch.autograd.Function):
-    """Softmax attention as plain batched matmuls, keeping only q, k, v, the output and the log-sum-exp
-    for backward (as flash attention does) and recomputing the probabilities there.
+    """Softmax attention as plain batched matmuls, keeping only q, k, v and the log-sum-exp for backward
+    and recomputing the probabilities there (flash attention also keeps the output, for the row sums of
+    ``grad * out``; those equal the row sums of ``probs * (grad v^T)``, which backward computes anyway, so
+    the output, 7 MB a ViT-B/32 block at batch 8 x 12 frames, is not kept).
 
     For CLIP's short sequences (50 image tokens, 32 text tokens) on CPU, PyTorch's flash-attention backward
     kernel took ~100 ms a ViT-B/32 block at batch 8 x 12 frames in bf16, five times its forward and ~15%
@@ -39,20 +41,20 @@ class _ScoresAttention(torch.autograd.Function):
             scores = _scores(q, k, mask, scale)
             lse = torch.logsumexp(scores, dim=-1, keepdim=True)
             out = torch.matmul(scores.sub_(lse).exp_().to(v.dtype), v)
-        ctx.save_for_backward(q, k, v, out, lse, mask)
+        ctx.save_for_backward(q, k, v, lse, mask)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        q, k, v, out, lse, mask = ctx.saved_tensors
+        q, k, v, lse, mask = ctx.saved_tensors
         scale = q.shape[-1] ** -0.5
         with torch.autocast(q.device.type, enabled=False):
             grad = grad.to(v.dtype).contiguous()  # arrives as a strided view of out_proj's input gradient
             probs = _scores(q, k, mask, scale).sub_(lse).exp_()
             grad_v = torch.matmul(probs.to(v.dtype).transpose(-1, -2), grad)
-            rowdot = (grad.to(lse.dtype) * out.to(lse.dtype)).sum(-1, keepdim=True)
-            grad_scores = torch.matmul(grad, v.transpose(-1, -2)).to(lse.dtype).sub_(rowdot).mul_(probs).mul_(scale)
-            grad_scores = grad_scores.to(q.dtype)
+            grad_probs = torch.matmul(grad, v.transpose(-1, -2)).to(lse.dtype)
+            rowdot = (grad_probs * probs).sum(-1, keepdim=True)  # = rowsum(grad * out), without out
+            grad_scores = grad_probs.sub_(rowdot).mul_(probs).mul_(scale).to(q.dtype)
             grad_q = torch.matmul(grad_scores, k)
             grad_k = torch.matmul(grad_scores.transpose(-1, -2), q)
         return grad_q, grad_k, grad_v, None
@@ -121,7 +123,7 @@ class _QuickGELUFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         scaled = 1.702 * x
         ctx.save_for_backward(scaled)
-        return x * torch.sigmoid(scaled)
+        return torch.sigmoid(scaled).mul_(x)  # into the sigmoid's buffer: one tensor of this size fewer
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """``cmadapter bench train-step``: time and memory of full training steps, per method, against ``full``.
 
 Each (method, precision) runs in a fresh process so that peak memory (RSS on CPU, the allocator's peak
-on GPU) is its own. A step is what the trainer runs: forward of both towers, the head, the symmetric
+on GPU) is its own; on CPU the tensors' own peak is measured beside it (``tensor_memory``), without what
+the C allocator keeps between them. A step is what the trainer runs: forward of both towers, the head, the symmetric
 InfoNCE loss, backward, gradient clipping and the AdamW update. Random weights and random inputs:
 the cost of a step does not depend on their values.
 """
@@ -20,6 +21,7 @@ import torch
 from ..errors import CmadapterError
 from ..precision import DTYPES
 from .machine import describe_machine, matmul_peak_flops
+from .tensor_memory import peak_tensor_memory_mb
 
 
 @dataclass
@@ -84,6 +86,13 @@ def measure(settings: TrainStepSettings) -> dict:
     seconds = statistics.median(times)
     peak = peak_memory_mb(device)  # before the counted step: under the FLOP counter, checkpointed blocks
     # keep what they would otherwise drop, which raised this peak by ~1.2 GB (ViT-B/32, 12 frames, batch 8)
+    if device.type == "cpu":
+        optimizer_state = [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
+        grads = [p.grad for p in model.parameters() if p.grad is not None]
+        held = [*model.parameters(), *model.buffers(), *optimizer_state, *grads, frames, mask, tokens]
+        tensor_peak = peak_tensor_memory_mb(step, held)
+    else:
+        tensor_peak = peak  # CUDA's max_memory_allocated is already the tensors' peak
     with FlopCounterMode(display=False) as counter:
         step()
     flops = counter.get_total_flops()
@@ -98,6 +107,7 @@ def measure(settings: TrainStepSettings) -> dict:
         "peak_memory_mb": peak,
         "libraries_memory_mb": libraries_mb,
         "model_memory_mb": peak - libraries_mb,
+        "peak_tensor_memory_mb": tensor_peak,
         "trainable_params": counts["trainable_params"],
         "total_params": counts["total_params"],
         "step_flops": flops,
@@ -159,6 +169,9 @@ def benchmark(
         row["time_ratio_to_full"] = row["step_seconds"] / reference["step_seconds"] if reference else None
         row["memory_ratio_to_full"] = row["peak_memory_mb"] / reference["peak_memory_mb"] if reference else None
         row["model_memory_ratio_to_full"] = row["model_memory_mb"] / reference["model_memory_mb"] if reference else None
+        row["tensor_memory_ratio_to_full"] = (
+            row["peak_tensor_memory_mb"] / reference["peak_tensor_memory_mb"] if reference else None
+        )
     return {
         "benchmark": "train-step",
         "settings": {k: v for k, v in asdict(base).items() if k not in ("method", "precision")} | {"rounds": rounds},
@@ -169,7 +182,7 @@ def benchmark(
 
 def _pool(runs: list[dict]) -> dict:
     """One row from a method's rounds: the median over all their steps, the largest peak memory (less the
-    libraries' median baseline for the memory above them)."""
+    libraries' median baseline for the memory above them) and the largest tensor peak."""
     row = dict(runs[0])
     times = [t for run in runs for t in run["step_seconds_all"]]
     seconds = statistics.median(times)
@@ -184,6 +197,7 @@ def _pool(runs: list[dict]) -> dict:
         peak_memory_mb=peak,
         libraries_memory_mb=libraries,
         model_memory_mb=peak - libraries,
+        peak_tensor_memory_mb=max(run["peak_tensor_memory_mb"] for run in runs),
     )
     return row
 
@@ -195,9 +209,10 @@ def _key(method: str, precision: str, checkpointing: bool, several_precisions: b
 
 def format_table(report: dict) -> str:
     lines = [
-        "| method | precision | step (s) | samples/s | peak memory (MB) | above libraries (MB) | trainable "
-        "| GFLOP/step | % of matmul peak | time vs full | memory vs full | above libraries vs full |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | precision | step (s) | samples/s | peak memory (MB) | above libraries (MB) | tensors (MB) "
+        "| trainable | GFLOP/step | % of matmul peak | time vs full | memory vs full | above libraries vs full "
+        "| tensors vs full |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def ratio(value: float | None) -> str:
@@ -206,10 +221,10 @@ def format_table(report: dict) -> str:
     for key, r in report["methods"].items():
         lines.append(
             f"| {key} | {r['precision']} | {r['step_seconds']:.3f} | {r['samples_per_second']:.2f} "
-            f"| {r['peak_memory_mb']:.0f} | {r['model_memory_mb']:.0f} | {r['trainable_params']:,} "
-            f"| {r['step_flops'] / 1e9:.1f} | {100 * r['fraction_of_matmul_peak']:.0f}% "
+            f"| {r['peak_memory_mb']:.0f} | {r['model_memory_mb']:.0f} | {r['peak_tensor_memory_mb']:.0f} "
+            f"| {r['trainable_params']:,} | {r['step_flops'] / 1e9:.1f} | {100 * r['fraction_of_matmul_peak']:.0f}% "
             f"| {ratio(r['time_ratio_to_full'])} | {ratio(r['memory_ratio_to_full'])} "
-            f"| {ratio(r['model_memory_ratio_to_full'])} |"
+            f"| {ratio(r['model_memory_ratio_to_full'])} | {ratio(r['tensor_memory_ratio_to_full'])} |"
         )
     return "\n".join(lines)
 
