@@ -1,5 +1,6 @@
 """Our 2-D residual blocks: same numbers as open_clip's, and no batched-matmul backward for frozen weights."""
 
+import pytest
 import torch
 
 from cmadapter import build_model
@@ -95,3 +96,48 @@ def test_cpu_attention_keeps_q_k_v_and_row_statistics_only():
     full_size = [t for t in saved if t.shape == q.shape]
     assert len(full_size) == 3  # q, k, v; not the output (backward gets its row sums from the probabilities)
     assert all(t.numel() <= 2 * 3 * 7 for t in saved if t.shape != q.shape)  # the log-sum-exp per row
+
+
+@pytest.mark.parametrize(
+    "method, options",
+    [
+        ("cross-modal", {"r": 4, "shared_dim": 8}),
+        ("lora", {"r": 2, "mlp": True}),
+        ("vpt", {"deep": True}),
+        ("adaptformer", {"r": 4}),
+        ("full", {}),
+    ],
+)
+def test_last_image_block_computing_the_class_token_alone_changes_nothing(tiny_weights, method, options):
+    """The image tower's last block keeps only the class token: features and gradients as with every token."""
+    model = build_model(pretrained=tiny_weights, method=method, **options)
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for tensor in model.method.trainable_tensors().values():
+            tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+    blocks = model.backbone.vision_blocks
+    assert blocks[-1].first_token_only and not any(b.first_token_only for b in blocks[:-1])
+    assert not any(b.first_token_only for b in model.backbone.text_blocks)
+    frames = random_video(2, 3)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def features_and_gradients():
+        features = model.encode_video(frames)
+        gradients = torch.autograd.grad(features.pow(2).sum(), params, allow_unused=True)  # text tower: unused
+        return features.detach(), [torch.zeros(()) if g is None else g for g in gradients]
+
+    pruned = features_and_gradients()
+    blocks[-1].first_token_only = False
+    every_token = features_and_gradients()
+    assert torch.allclose(pruned[0], every_token[0], atol=1e-5)
+    for a, b in zip(pruned[1], every_token[1]):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_class_token_shortcut_is_off_where_the_tower_reads_other_tokens():
+    from cmadapter.blocks import flatten_blocks
+
+    clip = build_clip(TINY)
+    clip.visual.output_tokens = True  # the patch tokens are returned: the last block must compute them
+    flatten_blocks(clip)
+    assert not clip.visual.transformer.resblocks[-1].first_token_only
