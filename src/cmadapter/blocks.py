@@ -158,8 +158,8 @@ class ResidualBlock(nn.Module):
     With ``first_token_only`` the block returns only the first token (attending over all of them): the
     last block of a tower that pools its first token (CLIP's image tower) need not compute the others,
     whose outputs nothing reads. Everything after attention works per token, so the first token's result
-    is the same; this saves its MLP and output projection for every other token, ~6% of a ViT-B/32
-    training step.
+    is the same; this saves its MLP and output projection for every other token, 6% of a ViT-B/32
+    training step's FLOPs.
     """
 
     def __init__(self, block: nn.Module):
