@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .errors import CmadapterError
 
@@ -103,18 +104,22 @@ class Attention(nn.Module):
         return attention
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, queries: int | None = None
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, rows: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Attention of every token, or with ``queries`` of only the first that many (over all keys)."""
+        """Attention of every token [B, L, W] -> [B, L, W]; with ``rows`` (a position per sequence, [B]) of
+        that token alone, over all keys -> [B, 1, W]."""
         batch, length, width = x.shape
         heads = self.num_heads
         qkv = self.in_proj(x.reshape(-1, width))  # [B*L, 3W]
         qkv = qkv.view(batch, length, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
         # unbind, not qkv[0..2]: each select's backward would allocate a zero tensor as large as all of qkv.
         q, k, v = qkv.unbind(0)
-        if queries is not None:
-            q = q[:, :, :queries]
-            attn_mask = None if attn_mask is None else attn_mask[..., :queries, :]
+        if rows is not None:
+            q = q[torch.arange(batch, device=x.device), :, rows].unsqueeze(2)  # [B, H, 1, hd]
+            if attn_mask is not None:
+                if attn_mask.dim() != 2:
+                    raise CmadapterError("attention of single rows supports a [L, L] mask only")
+                attn_mask = attn_mask[rows].view(batch, 1, 1, length)
         out = attention(q, k, v, attn_mask)  # [B, H, Lq, hd]
         rows = out.shape[2]
         out = self.out_proj(out.transpose(1, 2).reshape(-1, width))
@@ -155,11 +160,12 @@ class ResidualBlock(nn.Module):
     (deep prompts; see ``slots``). Whatever it holds must keep the sequence length: the attention mask is
     fixed for the whole tower.
 
-    With ``first_token_only`` the block returns only the first token (attending over all of them): the
-    last block of a tower that pools its first token (CLIP's image tower) need not compute the others,
-    whose outputs nothing reads. Everything after attention works per token, so the first token's result
-    is the same; this saves its MLP and output projection for every other token, 6% of a ViT-B/32
-    training step's FLOPs.
+    Given ``rows`` (a position per sequence) the block returns only that token of each sequence, [B, 1, W],
+    attending over all of them: the last block of a tower that pools one token need not compute the
+    others, whose outputs nothing reads. Everything after attention works per token, so the pooled token's
+    result is the same; this saves the MLP and output projection of every other token (6% of a ViT-B/32
+    training step's FLOPs). ``first_token_only`` does this for the first token by default (the image
+    tower's last block, which pools its class token); ``run_blocks`` passes the text tower's positions.
     """
 
     def __init__(self, block: nn.Module):
@@ -181,15 +187,19 @@ class ResidualBlock(nn.Module):
         k_x: torch.Tensor | None = None,
         v_x: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
+        rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        # Same signature as open_clip's block: its Transformer (and its gradient checkpointing) call us.
+        # Same signature as open_clip's block (plus `rows`): its Transformer and its checkpointing call us.
         if k_x is not None or v_x is not None:
             raise CmadapterError("cross-attention blocks are not supported")
         x = self.entry(q_x)
-        if self.first_token_only:
-            x = x[:, :1] + self.ls_1(self.attn(self.ln_1(x), attn_mask=attn_mask, queries=1))
-        else:
+        if rows is None and self.first_token_only:
+            rows = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+        if rows is None:
             x = x + self.ls_1(self.attn(self.ln_1(x), attn_mask=attn_mask))
+        else:
+            picked = x[torch.arange(x.shape[0], device=x.device), rows].unsqueeze(1)
+            x = picked + self.ls_1(self.attn(self.ln_1(x), attn_mask=attn_mask, rows=rows))
         rows = self.ln_2(x).reshape(-1, x.shape[-1])
         return x + self.ls_2(self.mlp(rows).view(x.shape))
 
@@ -217,6 +227,21 @@ def flatten_blocks(model: nn.Module) -> None:
         and not getattr(visual, "output_tokens", False)
     )
     visual.transformer.resblocks[-1].first_token_only = pools_class_token
+
+
+def run_blocks(
+    transformer: nn.Module, x: torch.Tensor, attn_mask: torch.Tensor | None = None, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """open_clip's ``Transformer.forward`` over flattened blocks (gradient checkpointing included), its last
+    block computing only the token at ``rows`` of each sequence ([B, L, W] -> [B, 1, W]) when given."""
+    blocks = transformer.resblocks
+    for i, block in enumerate(blocks):
+        block_rows = rows if i == len(blocks) - 1 else None
+        if transformer.grad_checkpointing:
+            x = checkpoint(block, x, None, None, attn_mask, block_rows, use_reentrant=False)
+        else:
+            x = block(x, attn_mask=attn_mask, rows=block_rows)
+    return x
 
 
 def openai_key(name: str) -> str:

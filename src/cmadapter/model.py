@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone, load_backbone, looks_like_path
+from .blocks import run_blocks
 from .checkpoint import AdapterCheckpoint, current_versions, load_adapter_checkpoint, save_adapter_checkpoint
 from .errors import CheckpointError, CmadapterError
 from .heads import create_head
@@ -223,9 +224,9 @@ class RetrievalModel(nn.Module):
         length = x.shape[1]
         # open_clip's encode_text adds the full 77-position embedding; slice it for shorter contexts.
         x = x + clip.positional_embedding[:length]
-        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
-        x = clip.ln_final(x)
-        x = x[torch.arange(x.shape[0], device=x.device), pool]
+        # The last block computes only the pooled token of each caption: nothing reads the others.
+        x = run_blocks(clip.transformer, x, attn_mask=clip.attn_mask[:length, :length], rows=pool)
+        x = clip.ln_final(x[:, 0])
         return x @ clip.text_projection
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
