@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .allocator import keep_freed_memory
 from .errors import CmadapterError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
@@ -472,6 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()  # ~20% faster inference on CPU; see allocator.py
     # Our own messages at INFO; the libraries we call (open_clip logs to the root logger) at WARNING.
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("cmadapter").setLevel(logging.DEBUG if args.verbose else logging.INFO)

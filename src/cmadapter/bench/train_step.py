@@ -230,4 +230,7 @@ def format_table(report: dict) -> str:
 
 
 if __name__ == "__main__":  # the isolated worker: settings as JSON in, one JSON line out
+    from ..allocator import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI's training runs
     print(json.dumps(measure(TrainStepSettings(**json.loads(sys.argv[1])))))
