@@ -69,3 +69,11 @@ def weight_batched_matmuls(model, run) -> tuple[int, list]:
         if e.key == "aten::bmm" and {tuple(s[-2:]) for s in e.input_shapes if len(s) >= 2} & weight_shapes
     ]
     return matmuls, offending
+
+
+@torch.no_grad()
+def perturb(method, seed: int = 7):
+    """Move every trainable tensor away from its initial value (as training would)."""
+    generator = torch.Generator().manual_seed(seed)
+    for tensor in method.trainable_tensors().values():
+        tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))

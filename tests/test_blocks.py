@@ -6,7 +6,7 @@ import torch
 from cmadapter import build_model
 from cmadapter.backbone import build_clip
 from cmadapter.blocks import Attention, ResidualBlock
-from conftest import TINY, random_video, weight_batched_matmuls
+from conftest import TINY, perturb, random_video, weight_batched_matmuls
 
 
 def test_blocks_share_tensors_with_the_open_clip_block_they_replace():
@@ -98,6 +98,20 @@ def test_cpu_attention_keeps_q_k_v_and_row_statistics_only():
     assert all(t.numel() <= 2 * 3 * 7 for t in saved if t.shape != q.shape)  # the log-sum-exp per row
 
 
+def features_and_gradients(model, encode):
+    """One tower's features and the gradients of every trainable tensor (zero for the other tower's)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    features = encode()
+    gradients = torch.autograd.grad(features.pow(2).sum(), params, allow_unused=True)
+    return features.detach(), [torch.zeros(()) if g is None else g for g in gradients]
+
+
+def assert_same_features_and_gradients(result, reference):
+    assert torch.allclose(result[0], reference[0], atol=1e-5)
+    for a, b in zip(result[1], reference[1]):  # sums over tokens in another order: float rounding
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "method, options",
     [
@@ -111,27 +125,14 @@ def test_cpu_attention_keeps_q_k_v_and_row_statistics_only():
 def test_last_image_block_computing_the_class_token_alone_changes_nothing(tiny_weights, method, options):
     """The image tower's last block keeps only the class token: features and gradients as with every token."""
     model = build_model(pretrained=tiny_weights, method=method, **options)
-    generator = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for tensor in model.method.trainable_tensors().values():
-            tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+    perturb(model.method, seed=3)
     blocks = model.backbone.vision_blocks
     assert blocks[-1].first_token_only and not any(b.first_token_only for b in blocks[:-1])
     assert not any(b.first_token_only for b in model.backbone.text_blocks)
     frames = random_video(2, 3)
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    def features_and_gradients():
-        features = model.encode_video(frames)
-        gradients = torch.autograd.grad(features.pow(2).sum(), params, allow_unused=True)  # text tower: unused
-        return features.detach(), [torch.zeros(()) if g is None else g for g in gradients]
-
-    pruned = features_and_gradients()
+    pruned = features_and_gradients(model, lambda: model.encode_video(frames))
     blocks[-1].first_token_only = False
-    every_token = features_and_gradients()
-    assert torch.allclose(pruned[0], every_token[0], atol=1e-5)
-    for a, b in zip(pruned[1], every_token[1]):  # sums over tokens in another order: float rounding
-        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert_same_features_and_gradients(pruned, features_and_gradients(model, lambda: model.encode_video(frames)))
 
 
 def test_class_token_shortcut_is_off_where_the_tower_reads_other_tokens():
@@ -154,21 +155,11 @@ def test_last_text_block_computing_the_pooled_token_alone_changes_nothing(tiny_w
     from cmadapter.blocks import run_blocks
 
     model = build_model(pretrained=tiny_weights, method=method, **options)
-    generator = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for tensor in model.method.trainable_tensors().values():
-            tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+    perturb(model.method, seed=5)
     tokens = model.tokenize(["a red square", "a blue circle moves to the left", "two shapes"])
-    params = [p for p in model.parameters() if p.requires_grad]
-
-    def features_and_gradients():
-        features = model.encode_text(tokens)
-        gradients = torch.autograd.grad(features.pow(2).sum(), params, allow_unused=True)  # image tower: unused
-        return features.detach(), [torch.zeros(()) if g is None else g for g in gradients]
-
-    pruned = features_and_gradients()
+    pruned = features_and_gradients(model, lambda: model.encode_text(tokens))
     model.clip.transformer.grad_checkpointing = True
-    checkpointed = features_and_gradients()
+    checkpointed = features_and_gradients(model, lambda: model.encode_text(tokens))
     model.clip.transformer.grad_checkpointing = False
 
     def every_token(transformer, x, attn_mask=None, rows=None):
@@ -176,8 +167,6 @@ def test_last_text_block_computing_the_pooled_token_alone_changes_nothing(tiny_w
         return out[torch.arange(out.shape[0]), rows].unsqueeze(1)
 
     monkeypatch.setattr(cmadapter.model, "run_blocks", every_token)
-    reference = features_and_gradients()
-    for result in (pruned, checkpointed):
-        assert torch.allclose(result[0], reference[0], atol=1e-5)
-        for a, b in zip(result[1], reference[1]):  # sums over tokens in another order: float rounding
-            assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    reference = features_and_gradients(model, lambda: model.encode_text(tokens))
+    assert_same_features_and_gradients(pruned, reference)
+    assert_same_features_and_gradients(checkpointed, reference)

@@ -20,7 +20,7 @@ from cmadapter.config import OptimConfig
 from cmadapter.loss import symmetric_infonce
 from cmadapter.methods import METHODS, create_method
 from cmadapter.optim import build_optimizer
-from conftest import TINY, random_video, weight_batched_matmuls
+from conftest import TINY, perturb, random_video, weight_batched_matmuls
 
 W = TINY.vision_width  # = TINY.text_width = 64
 assert TINY.text_width == W and TINY.vision_layers == TINY.text_layers == 2
@@ -178,14 +178,6 @@ def batch():
 def outputs(model):
     tokens, frames, mask = batch()
     return {"text": model.encode_text(tokens), "vision": model.encode_video(frames, mask)}
-
-
-@torch.no_grad()
-def perturb(method, seed: int = 7):
-    """Move every trainable tensor away from its initial value (as training would)."""
-    generator = torch.Generator().manual_seed(seed)
-    for tensor in method.trainable_tensors().values():
-        tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
 
 
 # ---- the suite every method passes -----------------------------------------------------------------------
