@@ -15,8 +15,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from cmadapter.preprocess import fit_frame, to_model_input
-from cmadapter.sampling import uniform_subset
+from cmadapter.video.preprocess import fit_frame, to_model_input
+from cmadapter.video.sampling import uniform_subset
 
 
 def read_clip(path: str, fps: float, max_frames: int, image_size: int, threads: int = 1):

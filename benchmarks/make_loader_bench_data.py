@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cmadapter.cache import PrepareOptions, prepare_cache
 from cmadapter.config import load_config, save_config
-from cmadapter.sources import VideoFolder
-from cmadapter.synthetic import SyntheticConfig, generate_dataset
+from cmadapter.demo.dataset_files import generate_dataset
+from cmadapter.demo.synthetic import SyntheticConfig
+from cmadapter.video.cache import PrepareOptions, prepare_cache
+from cmadapter.video.sources import VideoFolder
 
 
 def main() -> None:

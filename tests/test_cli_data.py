@@ -7,8 +7,8 @@ import json
 import pytest
 
 from annotation_files import write_msrvtt
-from cmadapter.cache import FrameCache, read_report
 from cmadapter.cli import main
+from cmadapter.video.cache import FrameCache, read_report
 from media import write_video
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from annotation_files import tiny_msrvtt_run
 from cmadapter.cli import main
-from cmadapter.compare import ZERO_SHOT, expand_methods, plan_runs
 from cmadapter.errors import CmadapterError
+from cmadapter.evaluation.compare import ZERO_SHOT, expand_methods, plan_runs
 from cmadapter.methods import METHODS
 
 

@@ -4,9 +4,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cmadapter import CmadapterError, build_model
-from cmadapter.adapters import pair_blocks
 from cmadapter.backbone import Architecture
-from cmadapter.loss import symmetric_infonce
+from cmadapter.methods.adapter import pair_blocks
+from cmadapter.training.loss import symmetric_infonce
 from conftest import TINY, random_video, tiny_state_dict
 
 

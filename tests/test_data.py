@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from cmadapter.cache import PrepareOptions, prepare_cache
-from cmadapter.data import CaptionVideoPairs, VideoClips, collate, collate_clips, loader_settings
 from cmadapter.datasets import Record, retrieval_split
+from cmadapter.datasets.clips import CaptionVideoPairs, VideoClips, collate, collate_clips, loader_settings
 from cmadapter.errors import DataError
-from cmadapter.sources import VideoFolder
+from cmadapter.video.cache import PrepareOptions, prepare_cache
+from cmadapter.video.sources import VideoFolder
 from media import write_video
 
 

@@ -11,8 +11,8 @@ import pytest
 from annotation_files import write_activitynet, write_didemo, write_msrvtt, write_msvd, write_vatex
 from cmadapter.datasets import DATASETS, Record, load_split, retrieval_split
 from cmadapter.datasets.activitynet import file_aliases
-from cmadapter.datasets.lookup import find_videos
 from cmadapter.errors import CmadapterError, DataError
+from cmadapter.video.lookup import find_videos
 
 # ---- record counts and caption <-> video pairing ------------------------------------------------------------
 

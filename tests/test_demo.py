@@ -2,9 +2,9 @@
 
 import json
 
-from cmadapter.demo import DemoSettings, run_demo
-from cmadapter.pretrain import PretrainConfig
-from cmadapter.synthetic import SyntheticConfig
+from cmadapter.demo.pretrain import PretrainConfig
+from cmadapter.demo.run import DemoSettings, run_demo
+from cmadapter.demo.synthetic import SyntheticConfig
 
 
 def test_the_adapter_beats_zero_shot_on_the_demo_task(tmp_path):

@@ -7,9 +7,9 @@ from fractions import Fraction
 import pytest
 
 from cmadapter.errors import DataError
-from cmadapter.frame_folder import decode_folder_grid, list_frames, natural_key
-from cmadapter.sampling import Sampling
-from cmadapter.sources import VideoFolder
+from cmadapter.video.frame_folder import decode_folder_grid, list_frames, natural_key
+from cmadapter.video.sampling import Sampling
+from cmadapter.video.sources import VideoFolder
 from media import frame_index, write_frame_folder
 
 

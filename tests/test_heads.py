@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 
 from cmadapter.heads import MeanPool, TextConditionedPool, create_head
-from cmadapter.loss import symmetric_infonce
+from cmadapter.training.loss import symmetric_infonce
 
 
 def naive_text_pool(text, video, mask, scale, temperature=5.0):

@@ -17,9 +17,9 @@ import torch
 from cmadapter import CmadapterError, build_model
 from cmadapter.backbone import build_clip
 from cmadapter.config import OptimConfig
-from cmadapter.loss import symmetric_infonce
 from cmadapter.methods import METHODS, create_method
-from cmadapter.optim import build_optimizer
+from cmadapter.training.loss import symmetric_infonce
+from cmadapter.training.optim import build_optimizer
 from conftest import TINY, perturb, random_video, weight_batched_matmuls
 
 W = TINY.vision_width  # = TINY.text_width = 64

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cmadapter import CmadapterError
-from cmadapter.metrics import retrieval_metrics, text_to_video_ranks, video_to_text_ranks
-from cmadapter.postprocess import dual_softmax, inverted_softmax, qb_norm
+from cmadapter.evaluation.metrics import retrieval_metrics, text_to_video_ranks, video_to_text_ranks
+from cmadapter.evaluation.postprocess import dual_softmax, inverted_softmax, qb_norm
 
 
 def test_one_caption_per_video_by_hand():

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from cmadapter import CmadapterError, build_model
-from cmadapter.loss import symmetric_infonce
 from cmadapter.precision import autocast
+from cmadapter.training.loss import symmetric_infonce
 from conftest import random_video
 
 

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from cmadapter.preprocess import CLIP_MEAN, CLIP_STD, center_crop, fit_frame, resized_size, to_model_input
+from cmadapter.video.preprocess import CLIP_MEAN, CLIP_STD, center_crop, fit_frame, resized_size, to_model_input
 
 
 def clip_transform(size: int):

@@ -10,8 +10,7 @@ import torch
 
 from cmadapter import build_model
 from cmadapter.backbone import Architecture, build_clip
-from cmadapter.errors import CmadapterError
-from cmadapter.pretrain import (
+from cmadapter.demo.pretrain import (
     CLIP_MEAN,
     DEMO_ARCHITECTURE,
     PretrainConfig,
@@ -20,7 +19,8 @@ from cmadapter.pretrain import (
     pretrain,
     still_frames,
 )
-from cmadapter.synthetic import SyntheticConfig, object_frames, object_phrase
+from cmadapter.demo.synthetic import SyntheticConfig, object_frames, object_phrase
+from cmadapter.errors import CmadapterError
 
 ARCH = Architecture(
     embed_dim=32,

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cmadapter.sampling import (
+from cmadapter.video.sampling import (
     Sampling,
     clip_points,
     exact,

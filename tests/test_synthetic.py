@@ -12,14 +12,13 @@ import av
 import numpy as np
 import pytest
 
-from cmadapter.errors import CmadapterError
-from cmadapter.synthetic import (
+from cmadapter.demo.dataset_files import generate_dataset
+from cmadapter.demo.synthetic import (
     COLOURS,
     SHAPES,
     STILL_TEMPLATES,
     SyntheticConfig,
     appearance_caption,
-    generate_dataset,
     object_frames,
     object_phrase,
     render_video,
@@ -27,6 +26,7 @@ from cmadapter.synthetic import (
     shape_mask,
     video_specs,
 )
+from cmadapter.errors import CmadapterError
 
 # Small but complete: both splits, paraphrases, two frames per object, 32-px frames.
 SMALL = SyntheticConfig(

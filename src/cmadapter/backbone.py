@@ -7,7 +7,6 @@ architecture of a file is read off its tensors, so a file of any size builds the
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import warnings
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .architecture import Architecture
 from .blocks import flatten_blocks
 from .errors import CheckpointError, CmadapterError
 from .slots import add_text_input
@@ -28,40 +28,6 @@ log = logging.getLogger(__name__)
 # Keys some OpenAI archives carry beside the weights.
 _NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size")
 _OPENAI_HEAD_WIDTH = 64  # every OpenAI CLIP uses 64-wide attention heads
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """What fixes a backbone's tensor shapes and computation; adapters trained on one fit only it."""
-
-    embed_dim: int
-    image_size: int
-    patch_size: int
-    vision_width: int
-    vision_layers: int
-    vision_heads: int
-    text_width: int
-    text_layers: int
-    text_heads: int
-    context_length: int
-    vocab_size: int
-    activation: str  # "quick_gelu" or "gelu"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Architecture:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-    def differences(self, other: Architecture) -> list[str]:
-        """Human-readable list of the fields that differ, empty when equal."""
-        return [
-            f"{f.name}: {getattr(self, f.name)} vs {getattr(other, f.name)}"
-            for f in dataclasses.fields(self)
-            if getattr(self, f.name) != getattr(other, f.name)
-        ]
 
 
 @dataclass

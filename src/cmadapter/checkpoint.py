@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from .backbone import Architecture
+from .architecture import Architecture
 from .errors import CheckpointError
 
 FORMAT = "cmadapter.adapter"

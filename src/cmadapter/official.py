@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from .backbone import Architecture, architecture_of, infer_architecture, load_backbone, openai_state_dict
+from .architecture import Architecture
+from .backbone import architecture_of, infer_architecture, load_backbone, openai_state_dict
 from .checkpoint import AdapterCheckpoint, current_versions
 from .errors import CheckpointError
 

@@ -26,12 +26,12 @@ from pathlib import Path
 
 import torch
 
-from ..cache import FrameCache, PrepareOptions, prepare_cache
 from ..errors import CmadapterError
-from ..preprocess import to_model_input
-from ..sampling import Sampling
-from ..sources import VideoFolder
-from ..video import VIDEO_EXTENSIONS
+from ..video.cache import FrameCache, PrepareOptions, prepare_cache
+from ..video.decode import VIDEO_EXTENSIONS
+from ..video.preprocess import to_model_input
+from ..video.sampling import Sampling
+from ..video.sources import VideoFolder
 
 BASELINE_FILE = Path("benchmarks") / "clip4clip_opencv.py"
 METHODS = ("opencv-clip4clip", "pyav", "cache")

@@ -43,11 +43,11 @@ def _time(fn, device) -> float:
 @torch.no_grad()
 def benchmark(settings: EncodeSettings) -> dict:
     from ..config import EvalConfig
-    from ..distributed import resolve_device
-    from ..evaluate import EncodedSplit, similarity_matrix
-    from ..metrics import retrieval_metrics
+    from ..evaluation.evaluate import EncodedSplit, similarity_matrix
+    from ..evaluation.metrics import retrieval_metrics
     from ..model import build_model
     from ..precision import autocast
+    from ..training.distributed import resolve_device
 
     device = resolve_device(settings.device)
     torch.manual_seed(0)

@@ -14,13 +14,13 @@ from ..config import RunConfig
 
 def benchmark(config: RunConfig, *, batches: int = 20, steps: int = 3) -> dict:
     from ..config import OptimConfig
-    from ..data import loader_settings
-    from ..distributed import DistributedContext, resolve_device
-    from ..optim import build_optimizer
+    from ..datasets.clips import loader_settings
     from ..precision import DTYPES
-    from ..run_data import build_training_data, frame_source
-    from ..sampler import EpochBatchSampler
-    from ..train import Stepper, build_model_from_config
+    from ..training.data import build_training_data, frame_source
+    from ..training.distributed import DistributedContext, resolve_device
+    from ..training.optim import build_optimizer
+    from ..training.sampler import EpochBatchSampler
+    from ..training.stepper import Stepper, build_model_from_config
 
     device = resolve_device(config.train.device)
     model = build_model_from_config(config, device)

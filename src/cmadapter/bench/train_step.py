@@ -44,10 +44,11 @@ def measure(settings: TrainStepSettings) -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from ..config import OptimConfig
-    from ..distributed import DistributedContext, resolve_device
     from ..model import build_model
-    from ..optim import build_optimizer
-    from ..train import Stepper, peak_memory_mb, resident_memory_mb
+    from ..training.distributed import DistributedContext, resolve_device
+    from ..training.memory import peak_memory_mb, resident_memory_mb
+    from ..training.optim import build_optimizer
+    from ..training.stepper import Stepper
 
     device = resolve_device(settings.device)
     import open_clip  # noqa: F401  (imported by building the model anyway; here so the baseline holds it)
@@ -137,7 +138,7 @@ def benchmark(
     With ``rounds`` > 1 each method runs in that many fresh processes, the methods taking turns (full,
     adapter, full, adapter, ...), and the step times of all its rounds are pooled before the median: a
     slow spell of a shared machine then lands on every method rather than on one."""
-    from ..distributed import resolve_device
+    from ..training.distributed import resolve_device
 
     if rounds < 1:
         raise CmadapterError(f"rounds must be at least 1, got {rounds}")
@@ -230,7 +231,7 @@ def format_table(report: dict) -> str:
 
 
 if __name__ == "__main__":  # the isolated worker: settings as JSON in, one JSON line out
-    from ..allocator import keep_freed_memory
+    from ..training.allocator import keep_freed_memory
 
     keep_freed_memory()  # as the CLI's training runs
     print(json.dumps(measure(TrainStepSettings(**json.loads(sys.argv[1])))))

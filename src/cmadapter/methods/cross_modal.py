@@ -11,9 +11,9 @@ import dataclasses
 
 from torch import nn
 
-from ..adapters import SLOTS, Adapter, attach_to_slot, init_adapter_linear, pair_blocks, restore_slot
 from ..backbone import Backbone
 from ..errors import CmadapterError
+from .adapter import SLOTS, Adapter, attach_to_slot, init_adapter_linear, pair_blocks, restore_slot
 from .base import Method, MethodOptions
 
 

@@ -7,9 +7,9 @@ import math
 
 import torch
 
-from .config import OptimConfig
-from .errors import CmadapterError
-from .methods import Method
+from ..config import OptimConfig
+from ..errors import CmadapterError
+from ..methods import Method
 
 
 def build_optimizer(method: Method, config: OptimConfig) -> torch.optim.Optimizer:

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DataError
+from ..errors import DataError
+from .decode import GridFrames, describe
 from .preprocess import resize_short_side
 from .sampling import grid_count
-from .video import GridFrames, describe
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

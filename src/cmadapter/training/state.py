@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 FORMAT = "cmadapter.train_state"
 _KEY = "cmadapter"

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .datasets.records import Record, RetrievalSplit
-from .errors import CmadapterError, DataError
-from .preprocess import to_model_input
-from .sampling import Sampling, Window
-from .sources import FrameSource, as_frame_source
+from ..errors import CmadapterError, DataError
+from ..video.preprocess import to_model_input
+from ..video.sampling import Sampling, Window
+from ..video.sources import FrameSource, as_frame_source
+from .records import Record, RetrievalSplit
 
 log = logging.getLogger(__name__)
 

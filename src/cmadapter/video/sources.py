@@ -14,11 +14,11 @@ from typing import Protocol
 
 import numpy as np
 
-from .errors import DataError
-from .frame_folder import decode_folder_grid
+from ..errors import DataError
+from .decode import GridFrames
+from .grid import decode_path_grid
 from .preprocess import fit_frame
 from .sampling import Clip, Sampling, Window, clip_points, exact, grid_times
-from .video import GridFrames, decode_grid
 
 
 class FrameSource(Protocol):
@@ -29,22 +29,6 @@ class FrameSource(Protocol):
         ...
 
     def read(self, video_id: str, window: Window, sampling: Sampling, image_size: int) -> Clip: ...
-
-
-def decode_path_grid(
-    path: Path,
-    rate: Fraction,
-    short_side: int,
-    choose: Callable[[int], list[int]],
-    *,
-    video_id: str | None = None,
-    folder_fps: Fraction | None = None,
-    threads: int = 1,
-) -> GridFrames:
-    """Grid frames of a video file, or of a frame folder when ``path`` is a directory."""
-    if path.is_dir():
-        return decode_folder_grid(path, rate, short_side, choose, folder_fps=folder_fps, video_id=video_id)
-    return decode_grid(path, rate, short_side, choose, video_id=video_id, threads=threads)
 
 
 class VideoFolder:
@@ -70,7 +54,7 @@ class VideoFolder:
 
     def locate(self, video_ids: Iterable[str]) -> dict[str, Path]:
         """Paths of the ids found (the folder is walked once per call, for the ids not seen yet)."""
-        from .datasets.lookup import find_videos
+        from .lookup import find_videos
 
         video_ids = list(video_ids)
         new = [i for i in dict.fromkeys(video_ids) if i not in self.paths and i not in self._absent]
@@ -127,7 +111,7 @@ def open_frame_source(
         raise DataError("give a videos folder or a frame cache (written by `cmadapter prepare`)")
     aliases = None
     if dataset is not None:
-        from .datasets import get_dataset
+        from ..datasets import get_dataset
 
         aliases = get_dataset(dataset).file_aliases
     return VideoFolder(videos, aliases=aliases, folder_fps=folder_fps)

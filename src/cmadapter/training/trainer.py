@@ -1,7 +1,7 @@
 """Training: the paper's recipe, one process or many under torchrun, exact resume, a self-describing run folder.
 
     from cmadapter.config import load_config
-    from cmadapter.train import train
+    from cmadapter.training.trainer import train
     metrics = train(load_config("configs/msrvtt_vitb32.yaml"))
 
 Run folder (``output_dir/name``): ``config.yaml`` (resolved), ``metrics.jsonl`` (step metrics),
@@ -15,7 +15,6 @@ import json
 import logging
 import math
 import random
-import resource
 import shutil
 import statistics
 import time
@@ -26,28 +25,27 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoint import load_adapter_checkpoint
-from .config import RunConfig, save_config
+from ..checkpoint import load_adapter_checkpoint
+from ..config import RunConfig, save_config
+from ..errors import CmadapterError
+from ..evaluation.evaluate import EvalData, evaluate
+from ..evaluation.tables import summary_line
+from ..model import RetrievalModel
+from ..precision import DTYPES, autocast
+from .data import TrainingData, build_training_data
 from .distributed import (
     DistributedContext,
-    average_gradients,
     barrier,
-    gather_no_grad,
-    gather_with_grad,
     init_distributed,
     shutdown_distributed,
 )
-from .errors import CmadapterError
-from .evaluate import EvalData, evaluate
-from .loss import symmetric_infonce
-from .model import RetrievalModel, build_model
+from .memory import peak_memory_mb
 from .optim import build_optimizer, build_scheduler
-from .precision import DTYPES, autocast
 from .sampler import EpochBatchSampler
-from .train_state import (
+from .state import (
     Position,
     TrainState,
     capture_rng,
@@ -56,21 +54,11 @@ from .train_state import (
     restore_rng,
     save_train_state,
 )
+from .stepper import Stepper, build_model_from_config
 
 log = logging.getLogger(__name__)
 
 _KEEP_STATES = 2  # training states kept on disk (the newest ones)
-
-
-@dataclass
-class TrainingData:
-    """What a run trains and evaluates on. ``train`` items: (tokens [L], frames [T,3,H,W], mask [T], video_id);
-    an optional ``train.set_epoch(epoch)`` is called before each epoch (e.g. to pick one caption per video)."""
-
-    train: Dataset
-    validation: EvalData | None = None
-    test: EvalData | None = None
-    collate: Callable | None = None
 
 
 @dataclass
@@ -91,33 +79,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def _process_status_mb(field: str) -> float | None:
-    """A memory field of /proc/self/status (``VmRSS``, ``VmHWM``) in MiB; None where /proc is missing."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def resident_memory_mb() -> float:
-    """This process's resident set size now (VmRSS), in MiB; 0 where /proc is missing."""
-    return _process_status_mb("VmRSS") or 0.0
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak memory of this process: allocated GPU memory on CUDA, peak resident set size on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    # VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss across exec, so a process started by a
-    # large parent would report the parent's size as its own.
-    peak = _process_status_mb("VmHWM")
-    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB
 
 
 def train(
@@ -163,8 +124,6 @@ class Trainer:
         if config.train.frozen_weights_in_autocast_dtype:
             self.model.store_frozen_weights(DTYPES[self.precision])
         if data is None:
-            from .run_data import build_training_data
-
             data = build_training_data(config, self.model)
         self.data = data
         self.params = list(self.model.trainable_parameters().values())
@@ -198,7 +157,7 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         """Built once: persistent workers live across epochs (the dataset's epoch is in shared memory)."""
-        from .data import loader_settings
+        from ..datasets.clips import loader_settings
 
         return DataLoader(
             self.data.train,
@@ -429,55 +388,8 @@ class Trainer:
         }
         if context.is_main:
             (self.run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
-            print(summary_line(results))
+            log.info(summary_line(results))
         return results
-
-
-class Stepper:
-    """One optimisation step over a (global) batch: what the trainer runs and the benchmark times."""
-
-    def __init__(
-        self,
-        model: RetrievalModel,
-        optimizer: torch.optim.Optimizer,
-        scheduler,
-        scaler: torch.amp.GradScaler,
-        precision: str,
-        context: DistributedContext,
-        grad_clip: float | None,
-    ):
-        self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
-        self.precision, self.context, self.grad_clip = precision, context, grad_clip
-        self.params = list(model.trainable_parameters().values())
-
-    def compute_gradients(self, tokens: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor, step: int = 0) -> float:
-        """Forward and backward of the global-batch loss; afterwards every process holds the same gradients."""
-        device, context, model = self.context.device, self.context, self.model
-        tokens = tokens.to(device, non_blocking=True)
-        frames = frames.to(device, non_blocking=True)
-        mask = mask.to(device, non_blocking=True)
-        with autocast(device, self.precision):
-            text = model.encode_text(tokens)
-            video = model.encode_video(frames, mask)
-        # The loss is over the global batch: every process sees every feature, gradients flow home.
-        text, video = gather_with_grad(text, context), gather_with_grad(video, context)
-        mask = gather_no_grad(mask, context)
-        loss = symmetric_infonce(model.similarity(text, video, mask))
-        if not torch.isfinite(loss):
-            raise CmadapterError(f"loss is {loss.item()} at step {step}; lower the learning rate or use fp32")
-        self.scaler.scale(loss).backward()
-        average_gradients(self.params, context)
-        return loss.item()
-
-    def apply_gradients(self) -> None:
-        self.scaler.unscale_(self.optimizer)
-        if self.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
 
 
 def _better(entry: dict[str, Any], best: dict[str, Any] | None) -> bool:
@@ -485,32 +397,3 @@ def _better(entry: dict[str, Any], best: dict[str, Any] | None) -> bool:
         return True
     key = lambda m: (m["R1"], m["R5"], m["R10"])
     return key(entry["t2v"]) > key(best["t2v"])
-
-
-def summary_line(results: dict[str, Any]) -> str:
-    eff = results["efficiency"]
-    text = f"{results['run']}: {results['method']['method']} {eff['trainable_params'] / 1e6:.2f}M trainable"
-    if results["test"] is not None:
-        t, v = results["test"]["t2v"], results["test"]["v2t"]
-        text += (
-            f" | test t2v R@1 {t['R1']:.1f} R@5 {t['R5']:.1f} R@10 {t['R10']:.1f} MnR {t['MnR']:.1f}"
-            f" | v2t R@1 {v['R1']:.1f} R@5 {v['R5']:.1f} R@10 {v['R10']:.1f} MnR {v['MnR']:.1f}"
-        )
-    text += (
-        f" | {eff['train_seconds']:.0f} s, {eff['step_seconds_median']:.2f} s/step, peak {eff['peak_memory_mb']:.0f} MB"
-    )
-    return text
-
-
-def build_model_from_config(config: RunConfig, device: torch.device) -> RetrievalModel:
-    m = config.model
-    return build_model(
-        m.backbone,
-        m.pretrained,
-        method=m.method,
-        head=m.head,
-        context_length=m.context_length,
-        temperature=m.temperature if m.head == "text-pool" else None,
-        device=device,
-        **(m.method_options if m.method is not None else {}),
-    )

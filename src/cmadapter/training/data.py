@@ -5,12 +5,27 @@ Missing training videos are found here, before the first step (``data.missing``:
 
 from __future__ import annotations
 
-from .config import RunConfig
-from .data import CaptionVideoPairs, VideoClips, collate
-from .datasets import load_split, retrieval_split
-from .evaluate import EvalData
-from .sources import FrameSource, open_frame_source
-from .train import TrainingData
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch.utils.data import Dataset
+
+from ..config import RunConfig
+from ..datasets import load_split, retrieval_split
+from ..datasets.clips import CaptionVideoPairs, VideoClips, collate
+from ..evaluation.evaluate import EvalData
+from ..video.sources import FrameSource, open_frame_source
+
+
+@dataclass
+class TrainingData:
+    """What a run trains and evaluates on. ``train`` items: (tokens [L], frames [T,3,H,W], mask [T], video_id);
+    an optional ``train.set_epoch(epoch)`` is called before each epoch (e.g. to pick one caption per video)."""
+
+    train: Dataset
+    validation: EvalData | None = None
+    test: EvalData | None = None
+    collate: Callable | None = None
 
 
 def frame_source(config: RunConfig) -> FrameSource:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import CmadapterError
+from ..errors import CmadapterError
 
 
 def dual_softmax(similarity: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

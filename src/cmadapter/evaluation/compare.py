@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import RunConfig, load_config, save_config
-from .errors import CmadapterError
+from ..config import RunConfig, load_config, save_config
+from ..errors import CmadapterError
+from .tables import format_eval, summary_line
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class MethodRun:
 
 def expand_methods(names: Sequence[str]) -> list[str]:
     """``all`` stands for zero-shot and every registered method, in the registry's order."""
-    from .methods import METHODS
+    from ..methods import METHODS
 
     expanded: list[str] = []
     for name in names:
@@ -53,7 +54,7 @@ def plan_runs(
 ) -> list[MethodRun]:
     """One run per method, or one per value of a size option (e.g. ``{"r": [4, 8, 16]}``) for the methods
     that have that option; methods without it run once with their defaults."""
-    from .methods import method_class
+    from ..methods import method_class
 
     runs: list[MethodRun] = []
     for name in expand_methods(methods):
@@ -109,10 +110,10 @@ def execute(config: RunConfig, *, zero_shot: bool, quiet: bool = False) -> dict[
     if result.returncode != 0:
         tail = (run_dir / "log.txt").read_text()[-2000:]
         raise CmadapterError(f"run {config.name} failed (exit {result.returncode}); end of its log:\n{tail}")
+    results = json.loads(metrics_path.read_text())
     if not quiet:
-        lines = (run_dir / "log.txt").read_text().strip().splitlines()
-        print(lines[-1] if lines else config.name)
-    return json.loads(metrics_path.read_text())
+        log.info(format_eval(results) if zero_shot else summary_line(results))
+    return results
 
 
 def compare(base: RunConfig, runs: Sequence[MethodRun], out_dir: str | Path, *, quiet: bool = False) -> dict[str, Any]:

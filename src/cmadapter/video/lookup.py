@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from ..errors import DataError
-from ..video import VIDEO_EXTENSIONS
+from .decode import VIDEO_EXTENSIONS
 
 log = logging.getLogger(__name__)
 

@@ -20,11 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compare import ZERO_SHOT, MethodRun, compare, expand_methods, markdown_table
-from .config import RunConfig, load_config
-from .errors import CmadapterError
+from ..config import RunConfig, load_config
+from ..errors import CmadapterError
+from ..evaluation.compare import ZERO_SHOT, MethodRun, compare, expand_methods, markdown_table
+from .dataset_files import generate_dataset
 from .pretrain import PretrainConfig, pretrain
-from .synthetic import SyntheticConfig, generate_dataset
+from .synthetic import SyntheticConfig
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def demo_runs(settings: DemoSettings, methods: Sequence[str] = METHODS) -> list[
     """The demo's settings for each method (``all``: every registered one): bottlenecks and ranks at the
     demo's ``r`` (the tiny CLIP is 128 wide, so AdaptFormer's usual 64 would not be a bottleneck), the
     backbone learning-rate scale of full fine-tuning for partial fine-tuning too."""
-    from .methods import METHODS as REGISTERED
+    from ..methods import METHODS as REGISTERED
 
     options: dict[str, dict[str, Any]] = {
         "cross-modal": {"r": settings.r, "shared_dim": settings.shared_dim},
@@ -111,8 +112,8 @@ def run_demo(
     """Generate (or reuse) the data and the backbone, then run and tabulate ``methods``.
 
     ``settings`` overrides the preset (tests use a smaller one); its results go to ``out/custom``."""
-    from .cache import PrepareOptions, prepare_cache
-    from .sources import VideoFolder
+    from ..video.cache import PrepareOptions, prepare_cache
+    from ..video.sources import VideoFolder
 
     out = Path(out)
     variant = "custom" if settings is not None else "quick" if quick else "default"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import RunConfig
-from .distributed import init_distributed, shutdown_distributed
+from ..config import RunConfig
+from ..model import build_model
+from ..training.data import build_eval_data
+from ..training.distributed import init_distributed, shutdown_distributed
+from ..training.memory import peak_memory_mb
 from .evaluate import evaluate
-from .model import build_model
-from .run_data import build_eval_data
-from .train import peak_memory_mb
 
 
 def evaluate_config(

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .errors import CmadapterError
+from ..errors import CmadapterError
 
 
 def check_finite(similarity: torch.Tensor, row_names: Sequence[str] | None = None) -> None:

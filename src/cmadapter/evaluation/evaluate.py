@@ -15,12 +15,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
-from .config import EvalConfig
-from .distributed import DistributedContext, gather_no_grad
-from .errors import CmadapterError
+from ..config import EvalConfig
+from ..errors import CmadapterError
+from ..precision import autocast
+from ..training.distributed import DistributedContext, gather_no_grad
 from .metrics import retrieval_metrics
 from .postprocess import POSTPROCESSORS, check_postprocessors
-from .precision import autocast
 
 log = logging.getLogger(__name__)
 

