@@ -12,6 +12,7 @@ from ..training.allocator import keep_freed_memory
 from .bench_commands import add_bench
 from .data_commands import add_prepare
 from .model_commands import add_convert_official, add_info
+from .report_commands import add_report
 from .run_commands import add_compare, add_demo, add_eval, add_train
 
 
@@ -22,7 +23,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cmadapter {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (add_demo, add_info, add_convert_official, add_prepare, add_train, add_eval, add_compare, add_bench):
+    for add in (
+        add_demo,
+        add_info,
+        add_convert_official,
+        add_prepare,
+        add_train,
+        add_eval,
+        add_compare,
+        add_report,
+        add_bench,
+    ):
         add(sub)
     return parser
 

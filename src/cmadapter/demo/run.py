@@ -150,6 +150,10 @@ def run_demo(
     base = demo_config(settings, data, backbone.path, cache, out / variant / "runs")
     table = compare(base, demo_runs(settings, methods), out / variant / "runs", quiet=not progress)
     stage("zero-shot, train and evaluate each method", began)
+    began = time.perf_counter()
+    grounding = _report(out, variant, data, table)
+    if grounding is not None:
+        stage("report", began)
     timings["total"] = round(time.perf_counter() - started, 1)
 
     results = {
@@ -163,11 +167,22 @@ def run_demo(
         "settings": settings.to_dict(),
         "timings_seconds": timings,
     }
+    if grounding is not None:
+        results["grounding"] = grounding
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(results_markdown(results))
     shutil.copyfile(out / variant / "runs" / "recall_vs_params.png", out / "recall_vs_params.png")
     shutil.copyfile(out / variant / "runs" / "recall_vs_cost.png", out / "recall_vs_cost.png")
     return results
+
+
+def _report(out: Path, variant: str, data, table: dict[str, Any]) -> dict[str, Any] | None:
+    """``out/report/report.html``: the Cross-Modal Adapter against zero-shot, checked against ground truth."""
+    if not {"cross-modal", ZERO_SHOT} <= set(table["methods"]):
+        return None
+    from .report import demo_report
+
+    return demo_report(out / variant / "runs", out / "report", data)
 
 
 def results_markdown(results: dict[str, Any]) -> str:

@@ -43,8 +43,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "white": (245, 245, 245),
 }
 SHAPES = ("square", "circle", "triangle", "cross", "ring", "diamond", "star")
-# The default five are the ones a tiny ViT with 16-px patches tells apart quickly; diamond and star are
-# available for harder variants.
+# The default five a tiny ViT with 16-px patches tells apart quickly; diamond and star for harder variants.
 DEFAULT_SHAPES = SHAPES[:5]
 
 ANNOTATIONS = "annotations"
@@ -291,6 +290,9 @@ class _Appearance:
     start: tuple[float, float]
     end: tuple[float, float]
 
+    def centre(self, t: float) -> tuple[float, float]:  # at time t in [0, 1] of the segment: a straight drift
+        return tuple(a + (b - a) * t for a, b in zip(self.start, self.end))
+
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     # A dark, slightly tinted, static gradient: varied across videos, never confusable with an object.
@@ -314,21 +316,25 @@ def _appearance(rng: np.random.Generator, config: SyntheticConfig) -> _Appearanc
 
 
 def _draw(canvas: np.ndarray, obj: tuple[str, str], look: _Appearance, t: float) -> np.ndarray:
-    cx = look.start[0] + (look.end[0] - look.start[0]) * t
-    cy = look.start[1] + (look.end[1] - look.start[1]) * t
+    cx, cy = look.centre(t)
     alpha = shape_mask(obj[1], canvas.shape[0], cx, cy, look.radius)[:, :, None]
     colour = np.asarray(COLOURS[obj[0]], dtype=np.float32)
     return canvas * (1 - alpha) + colour * alpha
 
 
+def scene(spec: VideoSpec, config: SyntheticConfig) -> tuple[np.ndarray, list[_Appearance]]:
+    """A video's background and each object's appearance, from the stream ``render_video`` draws from."""
+    rng = _rng(config, "render", spec.index)
+    background = _background(rng, config.frame_size)
+    return background, [_appearance(rng, config) for _ in spec.objects]
+
+
 def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
     """The frames of a video, uint8 [frames_per_video, H, W, 3] RGB: each object in turn, drifting."""
-    rng = _rng(config, "render", spec.index)
     size, per_object = config.frame_size, config.frames_per_object
-    background = _background(rng, size)
+    background, looks = scene(spec, config)
     frames = np.empty((config.frames_per_video, size, size, 3), dtype=np.uint8)
-    for k, obj in enumerate(spec.objects):
-        look = _appearance(rng, config)
+    for k, (obj, look) in enumerate(zip(spec.objects, looks)):
         for j in range(per_object):
             t = j / max(per_object - 1, 1)
             frames[k * per_object + j] = np.rint(_draw(background, obj, look, t)).astype(np.uint8)

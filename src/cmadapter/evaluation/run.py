@@ -12,26 +12,30 @@ from ..training.memory import peak_memory_mb
 from .evaluate import evaluate
 
 
+def build_run_model(config: RunConfig, adapter: str | None, *, device="cpu") -> tuple[Any, str]:
+    """The model a config evaluates with an adapter checkpoint, or zero-shot (the frozen backbone with the
+    config's head) without one; and a label for it."""
+    m = config.model
+    if adapter is not None:
+        return build_model(m.backbone, m.pretrained, adapter=adapter, device=device), f"adapter {adapter}"
+    model = build_model(
+        m.backbone,
+        m.pretrained,
+        method=None,
+        head=m.head,
+        context_length=m.context_length,
+        temperature=m.temperature if m.head == "text-pool" else None,
+        device=device,
+    )
+    return model, f"zero-shot {m.backbone or m.pretrained}"
+
+
 def evaluate_config(
     config: RunConfig, *, adapter: str | None = None, split: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
     context = init_distributed(config.train.device)
     try:
-        m = config.model
-        if adapter is not None:
-            model = build_model(m.backbone, m.pretrained, adapter=adapter, device=context.device)
-            label = f"adapter {adapter}"
-        else:
-            model = build_model(
-                m.backbone,
-                m.pretrained,
-                method=None,
-                head=m.head,
-                context_length=m.context_length,
-                temperature=m.temperature if m.head == "text-pool" else None,
-                device=context.device,
-            )
-            label = f"zero-shot {m.backbone or m.pretrained}"
+        model, label = build_run_model(config, adapter, device=context.device)
         split = split or config.data.test_split
         data = build_eval_data(config, model, split)
         metrics = evaluate(

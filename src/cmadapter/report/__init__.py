@@ -1,0 +1,1 @@
+"""`cmadapter report`: pictures and tables of what a run learned, in one self-contained HTML page."""
