@@ -77,3 +77,12 @@ def perturb(method, seed: int = 7):
     generator = torch.Generator().manual_seed(seed)
     for tensor in method.trainable_tensors().values():
         tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (see tests/browser.py); skips with install instructions when it is missing."""
+    from browser import launch_chromium
+
+    with launch_chromium() as chromium:
+        yield chromium

@@ -38,6 +38,10 @@ def run_eval(args: argparse.Namespace) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2))
     print(json.dumps(results["test"]) if args.json else format_eval(results))
+    if not args.json:
+        run_dir = Path(args.adapter).parent if args.adapter else None
+        where = run_dir if run_dir is not None and (run_dir / "config.yaml").is_file() else "RUN_DIR"
+        print(f"Pictures of what a run learned: cmadapter report {where}")
     return 0
 
 
@@ -64,10 +68,15 @@ def run_compare(args: argparse.Namespace) -> int:
         sizes[key] = values if isinstance(values, list) else [values]
     base_options = {base.model.method: base.model.method_options} if base.model.method else {}
     runs = plan_runs(csv_list(args.methods), sizes, base_options)
-    table = compare(base, runs, args.out or base.run_dir / "comparison")
-    from ..evaluation.compare import markdown_table
+    out = Path(args.out or base.run_dir / "comparison")
+    table = compare(base, runs, out)
+    from ..evaluation.compare import ZERO_SHOT, markdown_table
 
     print(markdown_table(table["methods"]))
+    trained = [label for label, row in table["methods"].items() if row["method"] != ZERO_SHOT]
+    if trained:
+        baseline = f" --baseline {out / ZERO_SHOT}" if ZERO_SHOT in table["methods"] else ""
+        print(f"Pictures of what a run learned: cmadapter report {out / trained[0]}{baseline}")
     return 0
 
 
@@ -105,6 +114,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
         f"Results: {args.out}/results.json, results.md, recall_vs_params.png; runs and TensorBoard events in "
         f"{args.out}/{results['variant']}/runs/"
     )
+    if "grounding" in results:
+        print(f"Report (Cross-Modal Adapter against zero-shot): {args.out}/report/report.html")
     return 0
 
 
