@@ -2,7 +2,7 @@
 
 Every synthetic test frame shows one object at a known place (``ground_truth``). Two figures:
 
-- **heatmap box ratio**: for a caption naming the object a frame shows, the share of the frame's Grad-CAM
+- **heatmap box ratio**: for a caption naming the object a frame shows, the share of the frame's heatmap
   mass inside that object's box, divided by the box's share of the frame. A uniform or random map scores
   1.0 on average; a map inside the box only scores 1 / box share. Each patch's value is spread evenly over
   its pixels (no smoothing credit). The demo's objects sit near the middle and cover ~40% of the frame, so
@@ -41,6 +41,15 @@ def box_ratio(heatmap: np.ndarray, box: tuple[int, int, int, int], size: int) ->
     return float(inside / ((x1 - x0) * (y1 - y0) / size**2))
 
 
+def mask_ratio(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
+    """Heat mass weighted by the object's pixel coverage over the coverage's mean: 1.0 for a uniform map,
+    higher the more the map sits on the shape itself rather than its box (a ring's hole, a cross's corners)."""
+    size = mask.shape[0]
+    pixels = np.kron(heatmap, np.ones((size // heatmap.shape[0],) * 2))
+    total = pixels.sum()
+    return None if total <= 0 else float((pixels * mask).sum() / total / mask.mean())
+
+
 def _scaled_box(item: FrameObject, frame_size: int, image_size: int) -> tuple[int, int, int, int]:
     # The demo's frames are square and resized whole to the model's input (no crop), so boxes just scale.
     scale = image_size / frame_size
@@ -49,13 +58,14 @@ def _scaled_box(item: FrameObject, frame_size: int, image_size: int) -> tuple[in
 
 
 def grounding_scores(
-    model, data, specs: Sequence[VideoSpec], config: SyntheticConfig, *, batch_size: int = 16
+    model, data, specs: Sequence[VideoSpec], config: SyntheticConfig, *, batch_size: int = 16, **heatmap: Any
 ) -> dict[str, Any]:
     """Both figures over the videos of ``data`` (an ``EvalData`` of the synthetic test split)."""
     by_id = {s.video_id: s for s in specs}
     sampled = sample_frames(config, len(data.clips[0][1]))
     size = model.image_size
     heat_ratios, centre_maps, boxes, named_w, other_w, top = [], [], [], [], [], []
+    masks, mask_ratios = [], []
     items = list(range(len(data.video_ids)))
     for start in range(0, len(items), batch_size):
         chunk = items[start : start + batch_size]
@@ -68,13 +78,15 @@ def grounding_scores(
         truth = [[frame_objects(s, config)[f] for f in sampled] for s in specs_chunk]
         # The video's own caption names every object it shows: each frame's map against its object's box.
         captions = [data.captions[data.caption_video.index(i)] for i in chunk]
-        maps = patch_heatmaps(model, captions, frames, mask).numpy()
+        maps = patch_heatmaps(model, captions, frames, mask, **heatmap).numpy()
         for video_maps, video_truth in zip(maps, truth):
             for heat, item in zip(video_maps, video_truth):
                 box = _scaled_box(item, config.frame_size, size)
                 ratio = box_ratio(heat, box, size)
                 if ratio is not None:
                     heat_ratios.append(ratio)
+                    masks.append(item.mask)
+                    mask_ratios.append(mask_ratio(heat, item.mask))
                     centre_maps.append(heat / heat.sum())
                     boxes.append(box)
         # One object named at a time, against the video's frames.
@@ -93,6 +105,8 @@ def grounding_scores(
     return {
         "heatmap_box_ratio": float(np.mean(heat_ratios)) if heat_ratios else None,
         "heatmap_box_ratio_centre_prior": float(np.mean(prior_ratios)) if prior_ratios else None,
+        "heatmap_mask_ratio": float(np.mean(mask_ratios)) if mask_ratios else None,
+        "heatmap_mask_ratio_centre_prior": float(np.mean([mask_ratio(prior, m) for m in masks])) if masks else None,
         "heatmap_frames": len(heat_ratios),
         "heatmap_empty_frames": len(data.video_ids) * len(sampled) - len(heat_ratios),
         "mean_box_share": float(np.mean([(b[2] - b[0]) * (b[3] - b[1]) / size**2 for b in boxes])) if boxes else None,

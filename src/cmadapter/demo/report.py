@@ -33,14 +33,16 @@ def demo_report(runs: Path, out: Path, dataset: SyntheticDataset, method: str = 
         method: grounding_for_run(runs / method, dataset),
         "zero-shot": grounding_for_run(runs / method, dataset, zero_shot=True),
     }
-    header = ["model", "heatmap box ratio", "centre prior's ratio", "box share", "weight: named frame"]
-    header += ["weight: other frames", "named frame on top", "chance"]
+    header = ["model", "heatmap box ratio", "centre prior's", "box share", "mask ratio", "centre prior's"]
+    header += ["weight: named frame", "weight: other frames", "named frame on top", "chance"]
     rows = [
         [
             name,
             s["heatmap_box_ratio"],
             s["heatmap_box_ratio_centre_prior"],
             s["mean_box_share"],
+            s["heatmap_mask_ratio"],
+            s["heatmap_mask_ratio_centre_prior"],
             s["frame_weight_named"],
             s["frame_weight_others"],
             s["frame_weight_named_is_top"],
@@ -54,7 +56,9 @@ def demo_report(runs: Path, out: Path, dataset: SyntheticDataset, method: str = 
             "Heatmap box ratio: the share of a frame's heatmap inside the box of the object it shows (named in the "
             "video's caption), divided by the box's share of the frame, averaged over every test frame; a uniform "
             "or random map scores 1.0. The demo's objects sit near the middle, so a map that only prefers the "
-            "centre scores above 1 too: the centre prior is the average of all test frames' maps, scored alike.",
+            "centre scores above 1 too: the centre prior is the average of all test frames' maps, scored alike. "
+            "The mask ratio weighs the map by the shape's own pixels instead of its box (a ring's hole and a "
+            "cross's corners count against it), over the shape's mean coverage.",
             "Frame weights: for a caption naming one object of a video (\u201ca red square\u201d), the head's weight on "
             "the frame showing it against the other frames, averaged over every (video, object) pair of the test "
             "split; chance is 1 / frames.",

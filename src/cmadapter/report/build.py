@@ -71,10 +71,8 @@ def write_report(
     scored = [c.scored for c in contenders]
     base = scored[1] if len(scored) > 1 else None
 
-    t2v = choose(scored[0].t2v_ranks.numpy() == 1, None if base is None else base.t2v_ranks.numpy() == 1,
-                 min(options.examples, len(data.captions)), options.seed)  # fmt: skip
-    v2t = choose(scored[0].v2t_ranks.numpy() == 1, None if base is None else base.v2t_ranks.numpy() == 1,
-                 min(options.examples, len(data.video_ids)), options.seed)  # fmt: skip
+    t2v = choose(_hits(scored[0], "t2v"), _hits(base, "t2v"), min(options.examples, len(data.captions)), options.seed)
+    v2t = choose(_hits(scored[0], "v2t"), _hits(base, "v2t"), min(options.examples, len(data.video_ids)), options.seed)
     pairs = {(c, s.top_video(c)) for c in t2v for s in scored} | {(s.top_caption(v), v) for v in v2t for s in scored}
     pairs |= {(c, int(data.caption_video[c])) for c in t2v[: options.heatmaps]}
     weights = [_pair_weights(c, pairs) for c in contenders]
@@ -112,6 +110,11 @@ def write_report(
     write_page(out / "report.html", f"cmadapter report: {run.path.name}", sections)
     log.info("report written to %s", out / "report.html")
     return {**summary, "panels": panels, "html": out / "report.html"}
+
+
+def _hits(scored: Scored | None, direction: str) -> np.ndarray | None:
+    """Which queries a model ranks right (rank 1 in the metrics)."""
+    return None if scored is None else getattr(scored, f"{direction}_ranks").numpy() == 1
 
 
 def _baseline(baseline: str, run: RunFolder, data, split: str, device) -> Contender:
@@ -219,9 +222,9 @@ _EXAMPLES = (
     "softmax weights over the frames (which moments matched the caption); a meanP head weighs frames equally."
 )
 _HEATMAPS = (
-    "Grad-CAM on the patch tokens entering the image tower's last block: the gradient of the caption–video "
-    "logit, averaged over a frame's patches, weighs each token's channels; negative evidence is cut. It shows "
-    "which patches push this caption's score up through the class token's last attention, one value a patch, "
-    "each frame scaled to its own maximum (w: the frame's weight in the head). It does not show causal "
-    "attention: earlier blocks already mix patches into every token."
+    "Gradient x input on the patch tokens entering the image tower's last block: each token's channels times "
+    "the caption–video logit's gradient, summed, negative evidence cut. It shows which patches push this "
+    "caption's score up through the class token's last attention, one value a patch, each frame scaled to "
+    "its own maximum (w: the frame's weight in the head). It does not show causal attention: earlier blocks "
+    "already mix patches into every token."
 )

@@ -87,9 +87,7 @@ def _pixel_box(fig, ax) -> tuple[int, int, int, int]:
     return (round(box.x0), round(height - box.y1), round(box.x1), round(height - box.y0))
 
 
-def _weights(
-    ax, weights: np.ndarray, frame_width: int, colours: Sequence[str] = ("#3465a4",), labels: Sequence[str] = ()
-) -> None:
+def _weights(ax, weights: np.ndarray, frame_width: int, colours: Sequence[str] = ("#3465a4",)) -> None:
     """Bars, one group per frame, each under its frame of the strip (``_save`` aligns the axes with the
     strip's); each model's weights sum to 1 over the valid frames."""
     weights = np.atleast_2d(weights)
@@ -97,7 +95,7 @@ def _weights(
     width = 0.8 / count
     for k, row in enumerate(weights):
         xs = np.arange(frames) + (k - (count - 1) / 2) * width
-        ax.bar(xs, row, width=width, color=colours[k % len(colours)], label=labels[k] if labels else None)
+        ax.bar(xs, row, width=width, color=colours[k % len(colours)])
     # One unit a frame plus its gap; the strip's outer edges are half a frame from the first/last centres.
     half = frame_width / (2 * (frame_width + GAP))
     ax.set_xlim(-half, frames - 1 + half)
@@ -106,8 +104,6 @@ def _weights(
     ax.set_xticklabels([f"f{i + 1}" for i in range(frames)], fontsize=6)
     ax.tick_params(axis="y", labelsize=6)
     ax.set_yticks([0, 0.5, 1])
-    if labels:
-        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.3), frameon=False)
 
 
 def _wrap(text: str, width: int = 34) -> str:
@@ -127,15 +123,22 @@ def draw_text_to_video(
     ``weights[k][(caption, video)]`` holds model k's weights over the video's valid frames."""
     plt = _plt()
     rows = len(queries)
-    fig = plt.figure(figsize=(2.6 + 4.2 * len(models), 2.3 * rows + 0.6), dpi=DPI)
+    height = 2.3 * rows + 0.9
+    fig = plt.figure(figsize=(2.6 + 4.2 * len(models), height), dpi=DPI)
     grid = fig.add_gridspec(
-        2 * rows, 1 + len(models), height_ratios=[3, 1] * rows, width_ratios=[2.2] + [4] * len(models), hspace=0.7
+        2 * rows,
+        1 + len(models),
+        height_ratios=[3, 1] * rows,
+        width_ratios=[2.2] + [4] * len(models),
+        hspace=0.7,
+        top=1 - 0.75 / height,
+        bottom=0.3 / height,
     )
     panels, aligned = [], []
     for r, caption in enumerate(queries):
         text_ax = fig.add_subplot(grid[2 * r : 2 * r + 2, 0])
         text_ax.axis("off")
-        text_ax.text(0, 0.5, f"“{_wrap(captions[caption])}”", va="center", fontsize=9)
+        text_ax.text(0, 0.5, f"“{_wrap(captions[caption], 28)}”", va="center", fontsize=9)
         for k, model in enumerate(models):
             shown = model.top_video(caption)
             correct = int(model.t2v_ranks[caption]) == 1
@@ -165,8 +168,17 @@ def draw_video_to_text(
     then each model's rank-1 caption in a green or red box."""
     plt = _plt()
     rows = len(queries)
-    fig = plt.figure(figsize=(4.2 + 3.4 * len(models), 2.3 * rows + 0.6), dpi=DPI)
-    grid = fig.add_gridspec(2 * rows, 1 + len(models), height_ratios=[3, 1] * rows, hspace=0.7, wspace=0.15)
+    height = 2.3 * rows + 0.9
+    fig = plt.figure(figsize=(4.2 + 3.4 * len(models), height), dpi=DPI)
+    grid = fig.add_gridspec(
+        2 * rows,
+        1 + len(models),
+        height_ratios=[3, 1] * rows,
+        hspace=0.7,
+        wspace=0.15,
+        top=1 - 0.85 / height,
+        bottom=0.3 / height,
+    )
     palette = ("#3465a4", "#f5a623", "#7b4ea3")
     panels, aligned = [], []
     for r, video in enumerate(queries):
@@ -177,7 +189,7 @@ def draw_video_to_text(
         shown = [model.top_caption(video) for model in models]
         heights = np.stack([weights[k][(shown[k], video)] for k in range(len(models))])
         bars = fig.add_subplot(grid[2 * r + 1, 0])
-        _weights(bars, heights, clips.frames[video].shape[2], palette, [m.label for m in models] if r == 0 else ())
+        _weights(bars, heights, clips.frames[video].shape[2], palette)
         aligned.append((ax, bars))
         for k, model in enumerate(models):
             correct = int(model.v2t_ranks[video]) == 1
@@ -187,7 +199,10 @@ def draw_video_to_text(
             rank = int(model.v2t_ranks[video])
             box_ax.set_title(f"{model.label}: {'correct' if correct else f'wrong (rank {rank})'}", fontsize=8)
             panels.append((("v2t", video, model.label, shown[k], correct), box_ax))
-    fig.suptitle("video → text: rank-1 caption of each model (frame weights for that caption below)", fontsize=10)
+    key = ", ".join(f"{m.label} {name}" for m, name in zip(models, ("blue", "orange", "purple")))
+    fig.suptitle(
+        f"video → text: rank-1 caption of each model\n(bars: the head's frame weights for it; {key})", fontsize=10
+    )
     return _save(fig, path, panels, aligned)
 
 

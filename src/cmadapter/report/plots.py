@@ -52,8 +52,8 @@ def draw_heatmaps(
                     ax.imshow(upsample(maps[f], size), cmap="jet", alpha=0.5, vmin=0, vmax=1)
                     ax.text(1, 1, f"w={weights[f]:.2f}", color="white", fontsize=7, va="top", backgroundcolor="black")
             line += 1
-    fig.suptitle("Where each frame drives the caption–video score (Grad-CAM, last vision block; w: frame weight)")
-    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.suptitle("Which patches drive the caption–video score\n(gradient × input, last vision block; w: frame weight)")
+    fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
 

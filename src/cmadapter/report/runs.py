@@ -32,9 +32,9 @@ class RunFolder:
     @property
     def label(self) -> str:
         if self.adapter is None:
-            return f"{ZERO_SHOT} ({self.path.name})"
+            return ZERO_SHOT if self.path.name == ZERO_SHOT else f"{ZERO_SHOT} ({self.path.name})"
         method = (self.metrics or {}).get("method", {}).get("method") or self.config.model.method or "adapter"
-        return f"{method} ({self.path.name})"
+        return method if method == self.path.name else f"{method} ({self.path.name})"
 
     @property
     def validation(self) -> list[dict[str, Any]]:
