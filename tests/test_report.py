@@ -64,19 +64,20 @@ def test_the_report_opens_in_chromium_with_every_image_loaded(demo, browser, tmp
 
 
 def test_heatmaps_and_frame_weights_find_the_named_objects(demo):
-    """Thresholds from the figures (docs/BENCHMARKS.md, "report"): see the assertions' comments."""
+    """Thresholds below what we measured (README, "Checked against ground truth"): on this fixture's test split
+    the adapter's heatmaps put 1.81x the box's share of their mass in the named object's box (1.66 on
+    ``make demo``'s), 2.30x its mask's share against a fixed centre map's 2.01 (1.96 vs 1.82), and the head
+    weighed the frame showing a named object 0.418 against 0.291 (both demos). A uniform map scores 1.0,
+    uniform weights a gap of 0."""
     _, results = demo
     adapter, zero = results["grounding"]["cross-modal"], results["grounding"]["zero-shot"]
-    assert adapter["heatmap_frames"] > 0.9 * 30 * 3
-    # A uniform map scores 1.0 and the best possible is 1 / box share (~2.3 here).
-    assert adapter["heatmap_box_ratio"] > HEATMAP_RATIO, adapter
-    assert adapter["frame_weight_named"] > adapter["frame_weight_others"] + FRAME_WEIGHT_MARGIN, adapter
+    assert adapter["heatmap_frames"] > 0.8 * 30 * 3  # 83 of 90 frames had a non-empty map
+    assert adapter["heatmap_box_ratio"] > 1.4, adapter
+    # On the shapes themselves, not only where objects usually are.
+    assert adapter["heatmap_mask_ratio"] > adapter["heatmap_mask_ratio_centre_prior"], adapter
+    assert adapter["frame_weight_named"] > adapter["frame_weight_others"] + 0.08, adapter
     assert adapter["frame_weight_named_is_top"] > 1.5 * adapter["frame_weight_chance"], adapter
     assert zero["frame_weight_named"] > zero["frame_weight_others"], zero
-
-
-HEATMAP_RATIO = 1.2
-FRAME_WEIGHT_MARGIN = 0.1
 
 
 def test_the_command_line_writes_a_report_and_names_a_wrong_folder(demo, tmp_path, capsys):
