@@ -2,15 +2,14 @@
 
 A local file may be a TorchScript archive (as OpenAI distributes CLIP), a plain state dict (``torch.save``),
 a safetensors file, or a checkpoint of the official Cross-Modal Adapter code (CLIP under ``clip.``). The
-architecture of a file is read off its tensors, so a file of any size builds the right model.
+architecture of a file is read off its tensors, so a file of any size builds the right model. No file runs
+code while it is read (see ``safe_weights``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import warnings
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from torch import nn
 from .architecture import Architecture
 from .blocks import flatten_blocks
 from .errors import CheckpointError, CmadapterError
+from .safe_weights import is_torchscript_archive, read_torchscript_weights, torch_load_weights
 from .slots import add_text_input
 
 log = logging.getLogger(__name__)
@@ -149,18 +149,10 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
 
         if is_adapter_checkpoint(path):
             raise CheckpointError(f"{path} is a cmadapter adapter checkpoint, not backbone weights; pass it as adapter")
-    elif _is_torchscript(path):
-        try:
-            with warnings.catch_warnings():  # torch deprecates TorchScript, but OpenAI ships CLIP in it
-                warnings.simplefilter("ignore", FutureWarning)
-                state_dict = torch.jit.load(str(path), map_location="cpu").state_dict()
-        except RuntimeError as exc:
-            raise CheckpointError(f"{path} looks like a TorchScript archive but could not be loaded: {exc}") from exc
+    elif is_torchscript_archive(path):
+        state_dict = read_torchscript_weights(path)  # never torch.jit.load: it runs the archive's code
     else:
-        try:
-            state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-            raise CheckpointError(f"{path} is not a PyTorch checkpoint this loader can read: {exc}") from exc
+        state_dict = torch_load_weights(path)
     return openai_state_dict(state_dict, source=str(path))
 
 
@@ -332,10 +324,3 @@ def looks_like_path(value: str | os.PathLike) -> bool:
         or text.endswith((".pt", ".pth", ".bin", ".safetensors", ".ckpt"))
         or ".bin." in text
     )
-
-
-def _is_torchscript(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(n.endswith("constants.pkl") or "/code/" in n for n in archive.namelist())

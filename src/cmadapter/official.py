@@ -25,6 +25,7 @@ from .architecture import Architecture
 from .backbone import architecture_of, infer_architecture, load_backbone, openai_state_dict
 from .checkpoint import AdapterCheckpoint, current_versions
 from .errors import CheckpointError
+from .safe_weights import torch_load_weights
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,7 @@ def read_official_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"official checkpoint not found: {path}")
-    try:
-        state_dict = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint ({exc})") from exc
+    state_dict = torch_load_weights(path)
     if not isinstance(state_dict, dict) or f"{_PREFIX}visual_adapter_down_weight" not in state_dict:
         raise CheckpointError(
             f"{path} is not a checkpoint of the official Cross-Modal Adapter code "
