@@ -48,10 +48,13 @@ def write_video(
     marker: bool = False,
     broken_timestamps: bool = False,
     options: dict[str, str] | None = None,
+    container_options: dict[str, str] | None = None,  # e.g. {"movflags": "faststart"}: MP4 index first
+    noise: bool = False,  # seeded noise on every frame, so each frame takes many bytes
 ) -> Path:
     width, height = size
     time_base = Fraction(1, 1000)
-    with av.open(str(path), "w") as container:
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w", options=container_options or {}) as container:
         stream = container.add_stream(codec, rate=rate, options=options or {})
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         if codec == "libx264" and times is not None:
@@ -59,7 +62,10 @@ def write_video(
         if rotation is not None:
             stream.set_display_rotation(rotation)
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(picture(i, width, height, marker), format="rgb24")
+            image = picture(i, width, height, marker)
+            if noise:
+                image = np.clip(image + rng.integers(-8, 9, image.shape), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
             if broken_timestamps:  # every frame stamped 0, as some broken muxers write
                 frame.pts, frame.time_base = 0, Fraction(1, rate)
             elif times is not None:
@@ -69,6 +75,25 @@ def write_video(
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+def truncated_copy(path: Path, target: Path, fraction: float) -> Path:
+    """The first ``fraction`` of ``path``'s bytes, as a cut-off download leaves a file."""
+    data = path.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
+
+
+# Videos of 3 s that stay readable when cut: the MP4 has its index first, as streaming sites write it.
+CUTTABLE = {
+    ".mp4": {"codec": "libx264", "container_options": {"movflags": "faststart"}},
+    ".mkv": {"codec": "libx264"},
+    ".webm": {"codec": "libvpx-vp9"},
+}
+
+
+def write_cuttable_video(path: Path) -> Path:
+    return write_video(path, 30, rate=10, noise=True, **CUTTABLE[path.suffix])
 
 
 def write_frame_folder(folder: Path, frames: int, size: tuple[int, int] = (40, 30), ext: str = ".jpg") -> Path:

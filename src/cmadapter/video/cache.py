@@ -4,12 +4,16 @@ Layout of a cache folder::
 
     cache.json               {"format": "cmadapter-frame-cache", "version": 1, "fps": "1", "short_side": 224}
     frames/<video_id>.npy    uint8 [count, H, W, 3]: grid point k (time k / fps) is row k
-    report.tsv               the videos the last `prepare` could not cache: id, status, path, reason
+    report.tsv               the videos the last `prepare` could not cache, or cached truncated: id, status, path, reason
 
 Each file holds *all* grid points of its video (resized, not cropped), so windows and ``max_frames``
 are applied when reading, by the same ``sampling.py`` rules the decoder uses. With ``short_side``
 equal to the model's input size, a clip read here is bitwise-identical to one decoded from the video.
 A cache prepared at ``fps`` also serves any rate that divides it (2 fps -> 1 fps: every other row).
+
+A truncated video (``truncation.py``: it ends well before its declared duration) is not cached: it is
+listed as ``truncated`` with what decoded ("truncated: decoded 1.5 s of 3.0 s"). With
+``allow_truncated`` its decoded frames are cached and the report still lists it, saying so.
 
 ``prepare_cache`` is resumable (videos with a file are skipped) and atomic per video (written to a
 temporary name, then ``os.replace``): an interrupted run leaves no half-written file behind. Run one
@@ -144,12 +148,13 @@ class PrepareOptions:
     short_side: int = 224
     workers: int = 0  # worker processes; 0 decodes in this process
     progress: bool = True  # a tqdm bar on stderr
+    allow_truncated: bool = False  # cache what decoded of a video that ends early (still reported)
 
 
 @dataclass(frozen=True)
 class Problem:
     video_id: str
-    status: str  # "missing" or "undecodable"
+    status: str  # "missing", "undecodable" or "truncated"
     path: str
     reason: str
 
@@ -170,6 +175,10 @@ class PrepareReport:
         return [p for p in self.problems if p.status == "undecodable"]
 
     @property
+    def truncated(self) -> list[Problem]:
+        return [p for p in self.problems if p.status == "truncated"]
+
+    @property
     def report_file(self) -> Path:
         return self.cache / REPORT_FILE
 
@@ -177,7 +186,7 @@ class PrepareReport:
 def prepare_cache(video_ids: Sequence[str], videos, out: str | Path, options: PrepareOptions = PrepareOptions()):
     """Decode every id of ``video_ids`` found in ``videos`` (a ``VideoFolder``) once into the cache ``out``.
 
-    Returns a ``PrepareReport``; ``out/report.tsv`` lists the ids that are missing or undecodable.
+    Returns a ``PrepareReport``; ``out/report.tsv`` lists the ids that are missing, undecodable or truncated.
     """
     from tqdm.auto import tqdm
 
@@ -186,6 +195,8 @@ def prepare_cache(video_ids: Sequence[str], videos, out: str | Path, options: Pr
     _start_cache(out, spec)
     frames_dir = out / "frames"
     report = PrepareReport(cache=out)
+    # A truncated video an earlier run cached (allow_truncated) stays reported when it is skipped now.
+    kept_truncated = {p.video_id: p for p in read_report(out) if p.status == "truncated"}
     video_ids = list(dict.fromkeys(video_ids))
     found = videos.locate(video_ids)
     jobs = []
@@ -194,9 +205,11 @@ def prepare_cache(video_ids: Sequence[str], videos, out: str | Path, options: Pr
             report.problems.append(Problem(video_id, "missing", str(videos.root), videos.missing([video_id])[video_id]))
         elif (frames_dir / frame_file_name(video_id)).exists():
             report.skipped += 1
+            if video_id in kept_truncated:
+                report.problems.append(kept_truncated[video_id])
         else:
-            path = found[video_id]
-            jobs.append((video_id, str(path), str(frames_dir / frame_file_name(video_id)), spec, videos.folder_fps))
+            path, target = str(found[video_id]), str(frames_dir / frame_file_name(video_id))
+            jobs.append((video_id, path, target, spec, videos.folder_fps, options.allow_truncated))
     log.info(
         "%d videos: %d already cached, %d to decode, %d missing",
         len(video_ids),
@@ -206,11 +219,10 @@ def prepare_cache(video_ids: Sequence[str], videos, out: str | Path, options: Pr
     )
     try:
         with tqdm(total=len(jobs), desc="decoding", unit="video", disable=not options.progress) as bar:
-            for video_id, path, error in _run(jobs, options.workers):
-                if error is None:
-                    report.written += 1
-                else:
-                    report.problems.append(Problem(video_id, "undecodable", path, error))
+            for video_id, path, status, reason, written in _run(jobs, options.workers):
+                report.written += written
+                if status is not None:
+                    report.problems.append(Problem(video_id, status, path, reason))
                 bar.update()
     finally:
         write_report(out, report.problems)
@@ -233,7 +245,7 @@ def _start_cache(out: Path, spec: CacheSpec) -> None:
 
 
 def _run(jobs: list[tuple], workers: int):
-    """Yield (video_id, path, error or None) for each job, decoding in ``workers`` processes."""
+    """Yield ``cache_video``'s answer for each job, decoding in ``workers`` processes."""
     if workers <= 0 or len(jobs) <= 1:
         for job in jobs:
             yield cache_video(*job)
@@ -259,9 +271,14 @@ def _run(jobs: list[tuple], workers: int):
             raise
 
 
-def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_fps) -> tuple[str, str, str | None]:
-    """Decode all grid frames of one video into ``target`` (atomically). Runs in a worker process."""
+def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_fps, allow_truncated: bool = False):
+    """Decode all grid frames of one video into ``target`` (atomically). Runs in a worker process.
+
+    Returns (video_id, path, status, reason, written): status None for a complete video, else
+    "undecodable" or "truncated" with the reason; written says whether ``target`` was written.
+    """
     from .grid import decode_path_grid
+    from .truncation import TruncatedVideo
 
     try:
         grid = decode_path_grid(
@@ -271,15 +288,20 @@ def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_f
             lambda count: list(range(count)),
             video_id=video_id,
             folder_fps=folder_fps,
+            allow_truncated=allow_truncated,
         )
         frames = np.stack(_same_size(grid.frames))
         temporary = f"{target}.tmp{os.getpid()}"
         with open(temporary, "wb") as f:
             np.save(f, frames, allow_pickle=False)
         os.replace(temporary, target)
+    except TruncatedVideo as exc:
+        return video_id, path, "truncated", f"{exc}; not cached (--allow-truncated caches what decoded)", False
     except DataError as exc:
-        return video_id, path, str(exc)
-    return video_id, path, None
+        return video_id, path, "undecodable", str(exc), False
+    if grid.truncation is not None:
+        return video_id, path, "truncated", f"{grid.truncation}; cached what decoded (--allow-truncated)", True
+    return video_id, path, None, None, True
 
 
 def _same_size(frames: list[np.ndarray]) -> list[np.ndarray]:

@@ -12,6 +12,12 @@ Reading a clip takes three steps:
    pictures twice). If the container does not behave (no timestamps, a seek that lands after the
    target, a frame that never comes), fall back to decoding from the start, timing frames as they come.
 
+A video that ends early is **truncated**: the decoded frames end (or decoding fails) well before the
+duration its container declares for the stream (cut-off downloads, damaged files). ``decode_grid``
+refuses such a video with ``TruncatedVideo`` (naming what decoded: "truncated: decoded 1.5 s of 3.0 s")
+unless ``allow_truncated``, which returns what decoded with ``GridFrames.truncation`` set. Every reader of
+videos (``prepare``, training and evaluation reading videos directly) applies this one rule.
+
 Frames are converted to RGB, turned upright when the stream carries rotation metadata, and resized
 (short side, bicubic, uint8) right after decoding; only the wanted ones are converted. Odd sizes and
 any pixel format FFmpeg decodes are fine. Sample aspect ratio is ignored, as in CLIP4Clip.
@@ -34,6 +40,7 @@ from PIL import Image
 from ..errors import DataError
 from .preprocess import fit_frame, resize_short_side
 from .sampling import WHOLE_VIDEO, Clip, Sampling, Window, clip_points, grid_count, grid_times
+from .truncation import TruncatedVideo, Truncation, declared_duration, truncation_of
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,8 @@ class Timeline:
     pts: np.ndarray  # int64, ascending, unique: every frame
     keyframes: np.ndarray  # int64, ascending: the frames decoding can start from
     time_base: Fraction
+    last_duration: Fraction | None = None  # seconds the last frame lasts, when its packet says
+    damage: str | None = None  # the demuxing error the stream ended on
 
     @property
     def last_time(self) -> Fraction:
@@ -76,6 +85,7 @@ class GridFrames:
     frames: list[np.ndarray]  # uint8 [H, W, 3], one per point
     points: list[int]  # grid indices
     count: int  # grid points in the whole video
+    truncation: Truncation | None = None  # set when the video ended early (and that was allowed)
 
 
 class _FallBack(Exception):
@@ -94,13 +104,21 @@ def decode_grid(
     *,
     video_id: str | None = None,
     threads: int = 1,
+    allow_truncated: bool = False,
 ) -> GridFrames:
     """Decode the grid points ``choose(count)`` of a video sampled at ``rate`` points per second.
 
     ``threads`` is FFmpeg's decoding threads; 1 suits data-loader workers (they are the parallelism).
-    Raises ``DataError`` naming the file (and ``video_id``) if it is missing, empty or undecodable.
+    Raises ``DataError`` naming the file (and ``video_id``) if it is missing, empty or undecodable, and
+    ``TruncatedVideo`` if it ends early, unless ``allow_truncated`` (then ``truncation`` says how).
     """
-    path = Path(path)
+    grid = _decode_grid(Path(path), rate, short_side, choose, video_id, threads)
+    if grid.truncation is not None and not allow_truncated:
+        raise TruncatedVideo(f"{describe(Path(path), video_id)}: {grid.truncation}")
+    return grid
+
+
+def _decode_grid(path: Path, rate, short_side, choose, video_id, threads) -> GridFrames:
     what = describe(path, video_id)
     if not path.is_file():
         raise DataError(f"{what}: file not found")
@@ -111,16 +129,20 @@ def decode_grid(
             timeline = _probe(container, stream, what)
             if timeline is not None:
                 try:
-                    return _decode_seeking(container, stream, timeline, rate, short_side, choose)
+                    grid = _decode_seeking(container, stream, timeline, rate, short_side, choose)
+                    span = timeline.last_time + (timeline.last_duration or _interval(stream))
+                    return _judged(grid, span, timeline.damage, container, stream)
                 except _FallBack as reason:
                     log.debug("%s: %s; decoding from the start", what, reason)
         try:
             with _opened(path, what, threads) as (container, stream):
-                return _decode_scanning(container, stream, rate, short_side, choose, what, by_index=False)
+                grid, span, damage = _decode_scanning(container, stream, rate, short_side, choose, what, False)
+                return _judged(grid, span, damage, container, stream)
         except _FallBack as reason:
             log.debug("%s: %s; timing frames by their index and the frame rate", what, reason)
         with _opened(path, what, threads) as (container, stream):
-            return _decode_scanning(container, stream, rate, short_side, choose, what, by_index=True)
+            grid, span, damage = _decode_scanning(container, stream, rate, short_side, choose, what, True)
+            return _judged(grid, span, damage, container, stream)
     except (av.FFmpegError, OSError) as exc:
         raise DataError(f"{what}: cannot decode: {exc}") from exc
 
@@ -151,6 +173,17 @@ def read_video_clip(
 # ---- internals --------------------------------------------------------------------------------------------
 
 
+def _judged(grid: GridFrames, span: Fraction, damage: str | None, container, stream) -> GridFrames:
+    grid.truncation = truncation_of(span, declared_duration(container, stream), _interval(stream), damage)
+    return grid
+
+
+def _interval(stream) -> Fraction:
+    """Seconds between frames by the stream's frame rate (0 when it has none)."""
+    frame_rate = stream.guessed_rate or stream.average_rate
+    return 1 / Fraction(frame_rate) if frame_rate else Fraction(0)
+
+
 @contextmanager
 def _opened(path: Path, what: str, threads: int):
     """The container and its first video stream, configured for decoding."""
@@ -173,6 +206,7 @@ def _probe(container, stream, what: str) -> Timeline | None:
         return None
     stamps: list[int] = []
     keyframes: list[int] = []
+    last_stamp = last_duration = damage = None
     try:
         for packet in container.demux(stream):
             if packet.size == 0 or getattr(
@@ -182,20 +216,25 @@ def _probe(container, stream, what: str) -> Timeline | None:
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is None:
                 return None
+            if last_stamp is None or stamp > last_stamp:  # the frame shown last so far, and how long it lasts
+                last_stamp = stamp
+                last_duration = packet.duration * stream.time_base if packet.duration else None
             stamps.append(stamp)
             if packet.is_keyframe:
                 keyframes.append(stamp)
     except av.FFmpegError as exc:
         if not stamps:
             raise
-        log.warning("%s: damaged after %d packets (%s); using the frames before", what, len(stamps), exc)
+        damage = f"damaged after {len(stamps)} packets ({exc})"
+        log.debug("%s: %s", what, damage)
     if not stamps:
         raise DataError(f"{what}: the video stream has no frames")
     pts = np.unique(np.asarray(stamps, dtype=np.int64))
     if len(pts) < len(stamps):
         log.debug("%s: %d packets share timestamps; not trusting them", what, len(stamps) - len(pts))
         return None
-    return Timeline(pts=pts, keyframes=np.unique(np.asarray(keyframes, dtype=np.int64)), time_base=stream.time_base)
+    keyframes = np.unique(np.asarray(keyframes, dtype=np.int64))
+    return Timeline(pts, keyframes, stream.time_base, last_duration=last_duration, damage=damage)
 
 
 def _decode_seeking(container, stream, timeline: Timeline, rate, short_side, choose) -> GridFrames:
@@ -243,18 +282,19 @@ def _decode_packets(container, stream, wanted: set[int]) -> Iterator[av.VideoFra
         yield from codec.decode(packet)
 
 
-def _decode_scanning(container, stream, rate, short_side, choose, what: str, by_index: bool) -> GridFrames:
+def _decode_scanning(container, stream, rate, short_side, choose, what: str, by_index: bool):
     """Decode every frame from the start; keep (resized) the one on screen at each grid point.
 
     Frames are timed by their timestamps, or (``by_index``, when those are missing or not increasing)
-    by their position and the stream's frame rate.
+    by their position and the stream's frame rate. Returns the grid, the seconds decoded and the
+    decoding error that ended the stream (or None).
     """
     frame_rate = stream.guessed_rate or stream.average_rate  # FFmpeg's best guess; the average suffers from bad stamps
     if by_index and not frame_rate:
         raise DataError(f"{what}: frames have neither usable timestamps nor a frame rate")
     at_points: list[np.ndarray] = []  # resized frame of grid point 0, 1, 2, …
     previous = None  # (frame, its time, its resized array or None)
-    first_pts = None
+    first_pts = damage = None
     try:
         for index, frame in enumerate(container.decode(stream)):
             if by_index:
@@ -274,7 +314,8 @@ def _decode_scanning(container, stream, rate, short_side, choose, what: str, by_
     except av.FFmpegError as exc:
         if previous is None:
             raise
-        log.warning("%s: damaged after %.2fs (%s); using the frames before", what, float(previous[1]), exc)
+        damage = f"damaged after {float(previous[1]):.2f} s ({exc})"
+        log.debug("%s: %s", what, damage)
     if previous is None:
         raise DataError(f"{what}: no decodable video frames")
     while Fraction(len(at_points)) / rate <= previous[1]:
@@ -282,7 +323,10 @@ def _decode_scanning(container, stream, rate, short_side, choose, what: str, by_
         at_points.append(previous[2])
     count = len(at_points)
     points = list(choose(count))
-    return GridFrames(frames=[at_points[k] for k in points], points=points, count=count)
+    last = previous[0]
+    lasts = last.duration * last.time_base if last.duration and last.time_base and not by_index else _interval(stream)
+    grid = GridFrames(frames=[at_points[k] for k in points], points=points, count=count)
+    return grid, previous[1] + lasts, damage
 
 
 def _resized_once(entry, short_side):
