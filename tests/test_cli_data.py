@@ -97,3 +97,13 @@ def test_prepare_reports_truncated_videos_and_caches_the_good_ones(tmp_path, cap
     assert not FrameCache(out).missing([f"video{i}" for i in range(6)])
     assert main([*args, "--workers", "0", "--short-side", "32"]) == 0  # skipped now, still reported
     assert [r.video_id for r in read_report(out)] == ["video3", "video4", "video5"]
+
+
+def test_prepare_fails_on_a_directory_where_an_annotation_file_should_be(tmp_path, capsys):
+    annotations = write_msrvtt(tmp_path / "annotations")
+    (annotations / "MSRVTT_JSFUSION_test.csv").unlink()
+    (annotations / "MSRVTT_JSFUSION_test.csv").mkdir()
+    args = ["prepare", "msrvtt", "--annotations", str(annotations), "--videos", str(tmp_path), "--out", str(tmp_path)]
+    assert main([*args, "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "MSRVTT_JSFUSION_test.csv is a directory" in err

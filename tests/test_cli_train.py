@@ -48,3 +48,11 @@ def test_dropping_missing_videos_is_explicit_and_counted(msrvtt, caplog):
     (videos / "video2.mp4").unlink()
     assert main(["train", "--config", str(config), "--no-progress", "data.missing=drop", "train.max_steps=1"]) == 0
     assert any("dropping 1 of 4 videos" in r.getMessage() for r in caplog.records)
+
+
+def test_missing_evaluation_video_error_does_not_offer_dropping(msrvtt, capsys):
+    config, videos = msrvtt
+    (videos / "video5.mp4").unlink()  # a test video; evaluation configs have no `missing` setting
+    assert main(["eval", "--config", str(config), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "video5" in err and "evaluation" in err and "missing='drop'" not in err

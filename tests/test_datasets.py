@@ -39,6 +39,31 @@ def test_msrvtt_test_is_one_caption_per_video_from_the_jsfusion_csv(tmp_path):
     assert split.windows == {"video4": (None, None), "video5": (None, None)}
 
 
+def test_a_repeated_msrvtt_test_video_is_an_error_naming_both_lines(tmp_path):
+    folder = write_msrvtt(tmp_path)
+    csv = folder / "MSRVTT_JSFUSION_test.csv"
+    csv.write_text(csv.read_text() + "2,ret2,msr4,video4,a man is singing\n")
+    with pytest.raises(DataError, match=r"MSRVTT_JSFUSION_test.csv line 4: video 'video4' repeats line 2"):
+        load_split("msrvtt", folder, "test")
+
+
+@pytest.mark.parametrize(
+    ("dataset", "write", "name", "split"),
+    [
+        ("msrvtt", write_msrvtt, "MSRVTT_JSFUSION_test.csv", "test"),
+        ("didemo", write_didemo, "test_list.txt", "test"),
+        ("vatex", write_vatex, "vatex_validation_v1.0.json", "val"),
+    ],
+)
+def test_a_directory_in_place_of_an_annotation_file_is_an_error_naming_it(tmp_path, dataset, write, name, split):
+    folder = write(tmp_path / dataset)
+    (folder / name).unlink(missing_ok=True)  # DiDeMo's list is optional: a directory must not pass for absent
+    (folder / name).mkdir()
+    with pytest.raises(DataError, match=f"{folder / name} is a directory; expected an annotation file") as caught:
+        load_split(dataset, folder, split)
+    assert type(caught.value).__name__ == "DataError"  # not "missing", which prepare would skip
+
+
 def test_msvd_splits_are_multi_caption(tmp_path):
     folder = write_msvd(tmp_path)
     train = load_split("msvd", folder, "train")

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .annotations import caption_text, read_json, require
+from .annotations import caption_text, optional_file, read_json, require
 from .records import Record
 
 SPLITS = ("train", "val_1", "val_2", "test")
@@ -35,8 +35,8 @@ def read(annotations: Path, split: str) -> list[Record]:
             raise DataError(f"{where}: expected an object with a non-empty 'sentences' list")
         paragraphs[video_id] = " ".join(caption_text(s, f"{where} sentences[{j}]") for j, s in enumerate(sentences))
     video_ids = list(paragraphs)
-    ids_path = annotations / ID_FILES.get(split, "")
-    if split in ID_FILES and ids_path.is_file():
+    ids_path = optional_file(annotations, ID_FILES[split]) if split in ID_FILES else None
+    if ids_path is not None:
         video_ids = read_json(ids_path)
         if not isinstance(video_ids, list) or not all(isinstance(v, str) for v in video_ids):
             raise DataError(f"{ids_path}: expected a JSON list of video ids")

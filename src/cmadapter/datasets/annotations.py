@@ -17,11 +17,23 @@ class AnnotationFileMissing(DataError):
 
 
 def require(folder: Path, name: str, what: str = "") -> Path:
-    path = folder / name
-    if not path.is_file():
+    path = optional_file(folder, name)
+    if path is None:
         hint = f" ({what})" if what else ""
-        raise AnnotationFileMissing(f"annotation file not found: {path}{hint}")
+        raise AnnotationFileMissing(f"annotation file not found: {folder / name}{hint}")
     return path
+
+
+def optional_file(folder: Path, name: str) -> Path | None:
+    """``folder / name`` if it is a file, None if nothing is there; anything else there is an error (a
+    directory in a file's place must not pass for a missing file, which would skip a split)."""
+    path = folder / name
+    if path.is_file():
+        return path
+    if path.exists():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        raise DataError(f"{path} is {kind}; expected an annotation file there")
+    return None
 
 
 def read_json(path: Path) -> Any:

@@ -34,9 +34,14 @@ Missing = Literal["fail", "drop"]
 
 
 def check_videos(
-    source: FrameSource, video_ids: Sequence[str], missing: Missing = "fail", what: str = "dataset"
+    source: FrameSource,
+    video_ids: Sequence[str],
+    missing: Missing = "fail",
+    what: str = "dataset",
+    remedy: str = "set missing='drop' to train without them",
 ) -> set[str]:
-    """The ids of ``video_ids`` that ``source`` cannot read; raises unless ``missing="drop"``."""
+    """The ids of ``video_ids`` that ``source`` cannot read; raises (ending with ``remedy``) unless
+    ``missing="drop"``."""
     if missing not in ("fail", "drop"):
         raise CmadapterError(f"missing must be 'fail' or 'drop', got {missing!r}")
     absent = source.missing(dict.fromkeys(video_ids))
@@ -48,7 +53,7 @@ def check_videos(
     if missing == "fail":
         raise DataError(
             f"{what}: {len(absent)} of {total} videos cannot be read from {source.description}: {listing}. "
-            "Fix the paths, or set missing='drop' to train without them"
+            f"Fix the paths, or {remedy}"
         )
     log.warning("%s: dropping %d of %d videos not in %s: %s", what, len(absent), total, source.description, listing)
     return set(absent)
@@ -82,7 +87,9 @@ class VideoClips(Dataset):
         missing: Missing = "fail",
     ):
         self.reader = _ClipReader(source, image_size, max_frames, fps)
-        dropped = check_videos(self.reader.source, video_ids, missing, "evaluation videos")
+        # Evaluation configs have no `missing` setting: metrics over fewer videos would not be comparable.
+        remedy = "prepare the cache for them: evaluation reads every video of the split"
+        dropped = check_videos(self.reader.source, video_ids, missing, "evaluation videos", remedy)
         self.video_ids = [v for v in dict.fromkeys(video_ids) if v not in dropped]
         self.windows = dict(windows or {})
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .annotations import caption_text, read_id_list, read_json, require
+from .annotations import caption_text, optional_file, read_id_list, read_json, require
 from .records import Record
 
 SPLITS = ("train", "val", "test")
@@ -34,8 +34,8 @@ def read(annotations: Path, split: str) -> list[Record]:
             raise DataError(f"{where}: expected an object with a 'video' string"[:300])
         text = caption_text(entry.get("description"), f"{where} ({entry['video']!r}) 'description'")
         paragraphs.setdefault(entry["video"], []).append(text)
-    list_path = annotations / f"{split}_list.txt"
-    if list_path.is_file():
+    list_path = optional_file(annotations, f"{split}_list.txt")
+    if list_path is not None:
         video_ids = read_id_list(list_path)
         absent = [v for v in video_ids if v not in paragraphs]
         if absent:

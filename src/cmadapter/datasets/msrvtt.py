@@ -25,8 +25,7 @@ TEST_FILE = "MSRVTT_JSFUSION_test.csv"
 
 def read(annotations: Path, split: str, *, train_list: str = "9k") -> list[Record]:
     if split == "test":
-        path = require(annotations, TEST_FILE, "the 1k-A test split")
-        return [Record(row["video_id"], row["sentence"], split) for _, row in read_csv(path, ["video_id", "sentence"])]
+        return _test_records(require(annotations, TEST_FILE, "the 1k-A test split"))
     if train_list not in TRAIN_LISTS:
         raise DataError(f"msrvtt: train_list must be one of {', '.join(TRAIN_LISTS)}, got {train_list!r}")
     list_path = require(annotations, TRAIN_LISTS[train_list], f"the {train_list} training list")
@@ -45,6 +44,21 @@ def read(annotations: Path, split: str, *, train_list: str = "9k") -> list[Recor
             f"{list_path} line {video_lines[uncaptioned[0]]}: video {uncaptioned[0]!r} has no caption in {DATA_FILE}"
             + (f" (nor do {len(uncaptioned) - 1} other training videos)" if len(uncaptioned) > 1 else "")
         )
+    return records
+
+
+def _test_records(path: Path) -> list[Record]:
+    """1k-A has one caption per video: a repeated video would silently change the number of queries."""
+    lines: dict[str, int] = {}
+    records = []
+    for number, row in read_csv(path, ["video_id", "sentence"]):
+        if row["video_id"] in lines:
+            raise DataError(
+                f"{path} line {number}: video {row['video_id']!r} repeats line {lines[row['video_id']]} "
+                "(the 1k-A test set has one caption per video)"
+            )
+        lines[row["video_id"]] = number
+        records.append(Record(row["video_id"], row["sentence"], "test"))
     return records
 
 

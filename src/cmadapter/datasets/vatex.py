@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import DataError
-from .annotations import caption_text, read_id_list, read_json, require
+from .annotations import caption_text, optional_file, read_id_list, read_json, require
 from .records import Record
 
 SPLITS = ("train", "val", "test")
@@ -24,7 +24,7 @@ CAPTION_FILES = ("vatex_training_v1.0.json", "vatex_validation_v1.0.json")
 def read(annotations: Path, split: str, *, captions: list[str] | None = None) -> list[Record]:
     list_path = require(annotations, f"{split}_list.txt")
     video_ids = read_id_list(list_path)
-    names = captions or [name for name in CAPTION_FILES if (annotations / name).is_file()]
+    names = captions or [name for name in CAPTION_FILES if optional_file(annotations, name) is not None]
     if not names:
         raise DataError(f"no VATEX caption file in {annotations} (expected {' or '.join(CAPTION_FILES)})")
     by_video: dict[str, list[str]] = {}
