@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -40,15 +41,21 @@ def toy_config(weights: str, out: str, **overrides):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("mode", choices=["train", "grads"])
+    parser.add_argument("mode", choices=["train", "grads", "encode"])
     parser.add_argument("--weights", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--kill-after", type=int, default=None)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--save-every", type=int, default=1, help="train.save_every_steps")
+    parser.add_argument("--videos", type=int, default=5, help="encode: how many videos")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
-    config = toy_config(args.weights, args.out, resume="auto" if args.resume else None)
+    resume = "auto" if args.resume else None
+    config = toy_config(args.weights, args.out, resume=resume, **{"train.save_every_steps": args.save_every})
     data = colour_data(Tokenizer(None, 32))
+    if args.mode == "encode":
+        encode(args, data)
+        return
 
     if args.mode == "train":
         callbacks = []
@@ -73,6 +80,40 @@ def main() -> None:
             torch.save(
                 {"loss": loss, "grads": grads, "world_size": context.world_size}, os.path.join(args.out, "grads.pt")
             )
+    finally:
+        shutdown_distributed(context)
+
+
+def encode(args, data) -> None:
+    """Encode the first ``--videos`` test videos (sharded under torchrun) with a perturbed adapter; rank 0
+    saves the video features, masks and the metrics."""
+    from torch.utils.data import Subset
+
+    from cmadapter import build_model
+    from cmadapter.config import EvalConfig
+    from cmadapter.evaluation.evaluate import EvalData, encode_videos, evaluate
+    from conftest import perturb
+
+    context = init_distributed("cpu")
+    try:
+        torch.manual_seed(0)  # the same adapter in every process
+        model = build_model(pretrained=args.weights, r=8, shared_dim=16)
+        perturb(model.method)
+        test = data.test
+        n = args.videos
+        subset = EvalData(
+            name="first",
+            video_ids=test.video_ids[:n],
+            captions=test.captions[:n],
+            caption_video=test.caption_video[:n],
+            clips=Subset(test.clips, range(n)),
+        )
+        video, mask = encode_videos(model, subset.clips, batch_size=1, precision="fp32", context=context)
+        metrics = evaluate(model, subset, EvalConfig(batch_size=1), context=context, progress=False)
+        if context.is_main:
+            torch.save({"video": video, "mask": mask, "world_size": context.world_size}, f"{args.out}/encoded.pt")
+            with open(f"{args.out}/metrics.json", "w") as handle:
+                json.dump(metrics, handle)
     finally:
         shutdown_distributed(context)
 

@@ -180,10 +180,16 @@ def collate_clips(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, l
     return torch.stack(frames), torch.stack(masks), list(ids)
 
 
-def loader_settings(device: torch.device | str, workers: int) -> dict:
-    """DataLoader keyword arguments that keep the model fed (pass ``collate_fn`` yourself)."""
+def loader_settings(device: torch.device | str, workers: int, seed: int | None = None) -> dict:
+    """DataLoader keyword arguments that keep the model fed (pass ``collate_fn`` yourself).
+
+    With ``seed``, worker seeds come from a generator of the loader's own, not the global RNG: starting an
+    epoch's iterator then leaves the global RNG (dropout) where a run resumed mid-epoch finds it.
+    """
     device = torch.device(device)
     settings = {"num_workers": workers, "pin_memory": device.type == "cuda"}
+    if seed is not None:
+        settings["generator"] = torch.Generator().manual_seed(seed)
     if workers > 0:
         # Workers keep their decoders and file lookups between epochs; a few batches wait ready each.
         settings.update(persistent_workers=True, prefetch_factor=4)

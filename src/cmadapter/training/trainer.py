@@ -163,7 +163,7 @@ class Trainer:
             self.data.train,
             batch_sampler=self.sampler,
             collate_fn=self.data.collate,
-            **loader_settings(self.context.device, self.config.data.workers),
+            **loader_settings(self.context.device, self.config.data.workers, seed=self.config.train.seed),
         )
 
     def _resume(self) -> None:
