@@ -13,7 +13,7 @@ from annotation_files import tiny_msrvtt_run
 from cmadapter.cli import main
 from cmadapter.config import RunConfig, load_config
 from cmadapter.config_validation import config_problems, validate_config
-from cmadapter.errors import CheckpointError, ConfigError
+from cmadapter.errors import CheckpointError, CmadapterError, ConfigError
 from cmadapter.tokenizer import Tokenizer
 from cmadapter.training.trainer import train
 from toy_data import colour_data
@@ -106,6 +106,8 @@ def test_every_problem_is_listed_on_one_line():
         ({"model.context_length": 1}, "model.context_length must be an integer >= 2, got 1"),
         ({"model.method": "nope"}, "unknown method 'nope'"),
         ({"model.method_options": {"rank": 4}}, "method 'cross-modal' has no option 'rank'"),
+        ({"model.method_options": {"r": 0}}, "adapter bottleneck r must be a positive integer"),
+        ({"model.method": "lora", "model.method_options": {"r": -2}}, "LoRA rank r must be a positive integer, got -2"),
         ({"model.method": None}, "model.method is null: nothing to train"),
         ({"model.pretrained": "weights/missing.pt"}, "model.pretrained: weights file not found: weights/missing.pt"),
         ({"model.pretrained": "laion-nope"}, "'laion-nope' is neither a weights file nor a pretrained tag"),
@@ -123,6 +125,18 @@ def test_ranges_names_and_files(overrides, message):
     config = load_config(RECIPE, overrides)
     problems = config_problems(config)
     assert any(message in p for p in problems), problems
+
+
+def test_unreadable_config_files_are_one_line_errors(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(CmadapterError, match="cannot read config file .*latin1.yaml") as info:
+        load_config(bad)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: {epochs: 3\nmodel: [\n")
+    with pytest.raises(CmadapterError, match="broken.yaml is not valid YAML") as info:
+        load_config(broken)
+    assert "\n" not in str(info.value)
 
 
 def test_types_are_checked_for_configs_built_in_python():

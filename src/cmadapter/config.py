@@ -112,9 +112,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         if not path.is_file():
             raise CmadapterError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise CmadapterError(f"{path} is not valid YAML: {exc}") from exc
+            raise CmadapterError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CmadapterError(f"cannot read config file {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise CmadapterError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
     if isinstance(overrides, dict):

@@ -94,18 +94,20 @@ def _model_problems(config: RunConfig, purpose: Purpose, check: _Checker) -> Non
     m = config.model
     problems = check.problems
     check.positive("model.temperature", m.temperature)
+    named = None  # the backbone's name when it is an open_clip model (not a weights file)
     if m.pretrained is not None and looks_like_path(m.pretrained):
         if not Path(m.pretrained).is_file():
             problems.append(f"model.pretrained: weights file not found: {m.pretrained}")
     elif m.backbone is None:
-        problems.append("model.backbone is needed unless model.pretrained is a local weights file")
-    else:
-        _capture(problems, lambda: _check_named_backbone(m.backbone, m.pretrained))
+        if purpose == "train":  # eval may take the backbone's name from the adapter checkpoint
+            problems.append("model.backbone is needed unless model.pretrained is a local weights file")
+    elif _capture(problems, lambda: _check_named_backbone(m.backbone, m.pretrained)):
+        named = m.backbone
     if purpose == "train":
         if m.method is None:
             problems.append("model.method is null: nothing to train (use `cmadapter eval` for zero-shot)")
         else:
-            _capture(problems, lambda: _check_method(m.method, m.method_options))
+            _capture(problems, lambda: _check_method(m.method, m.method_options, named))
 
 
 def _check_named_backbone(name: str, pretrained: str | None) -> None:
@@ -122,11 +124,14 @@ def _check_named_backbone(name: str, pretrained: str | None) -> None:
         )
 
 
-def _check_method(name: str, options: dict[str, Any]) -> None:
+def _check_method(name: str, options: dict[str, Any], backbone: str | None) -> None:
+    from .backbone import load_backbone
     from .methods import method_class
     from .methods.base import make_options
 
-    make_options(method_class(name).Options, dict(options), method=name)
+    checked = make_options(method_class(name).Options, dict(options), method=name)
+    if backbone is not None:  # option ranges need the architecture: shapes only, no weights (meta device)
+        checked.validate(load_backbone(backbone, None, device="meta"))
 
 
 def _data_problems(config: RunConfig, purpose: Purpose, check: _Checker) -> None:
@@ -207,8 +212,11 @@ def _device_problems(device: str, problems: list[str]) -> None:
         problems.append(f"train.device={device}, but no CUDA device is available here; use auto or cpu")
 
 
-def _capture(problems: list[str], run: Callable[[], None]) -> None:
+def _capture(problems: list[str], run: Callable[[], None]) -> bool:
+    """Run a check that raises; its message joins ``problems``. True when it passed."""
     try:
         run()
     except CmadapterError as exc:
         problems.append(str(exc))
+        return False
+    return True
