@@ -15,7 +15,10 @@ from cmadapter.config import RunConfig, load_config
 from cmadapter.config_validation import config_problems, validate_config
 from cmadapter.errors import CheckpointError, CmadapterError, ConfigError
 from cmadapter.tokenizer import Tokenizer
+from cmadapter.training.loss import symmetric_infonce
+from cmadapter.training.sampler import EpochBatchSampler
 from cmadapter.training.trainer import train
+from cmadapter.video.sampling import Sampling
 from toy_data import colour_data
 from toy_training import toy_config
 
@@ -191,3 +194,28 @@ def test_an_unknown_pretrained_tag_lists_the_known_ones():
 
     with pytest.raises(CheckpointError, match=r"'nope' is neither a weights file nor a pretrained tag.*openai"):
         load_backbone("ViT-B-32-quickgelu", "nope")
+
+
+def _no_cuda_device():
+    from cmadapter.training.distributed import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    resolve_device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: Sampling(fps=0), "fps must be a positive"),
+        (lambda: Sampling(max_frames=0), "max_frames must be"),
+        (lambda: EpochBatchSampler(10, 0, seed=0), "train.batch_size must be a positive integer, got 0"),
+        (lambda: EpochBatchSampler(10, 3, seed=0, world_size=2), "train.batch_size=3 is not divisible by the 2"),
+        (lambda: EpochBatchSampler(10, 16, seed=0), r"train.batch_size=16 is larger than the training set \(10"),
+        (lambda: symmetric_infonce(torch.zeros(2, 3)), "square logit matrix"),
+        (_no_cuda_device, "train.device=cuda"),
+    ],
+)
+def test_library_checks_raise_cmadapter_errors(call, message):
+    with pytest.raises(CmadapterError, match=message):
+        call()

@@ -46,20 +46,20 @@ def config_problems(
     check = _Checker(problems)
     if not config.name.strip():
         problems.append("name must not be empty (it names the run folder)")
-    if check_model:
-        _model_problems(config, purpose, check)
-    else:
-        check.positive("model.temperature", config.model.temperature)
+    # Values first, then the names and files they point to (the slower checks).
+    if purpose == "train":
+        _train_problems(config, check)
+    check.positive("model.temperature", config.model.temperature)
     check.at_least("model.context_length", config.model.context_length, 2)  # start and end tokens
-    if check_data:
-        _data_problems(config, purpose, check)
     check.positive("data.fps", config.data.fps)
     check.at_least("data.max_frames", config.data.max_frames, 1)
     check.at_least("data.workers", config.data.workers, 0)
     _eval_problems(config, check)
     _device_problems(config.train.device, problems)
-    if purpose == "train":
-        _train_problems(config, check)
+    if check_model:
+        _model_problems(config, purpose, check)
+    if check_data:
+        _data_problems(config, purpose, check)
     return problems
 
 
@@ -93,7 +93,6 @@ def _model_problems(config: RunConfig, purpose: Purpose, check: _Checker) -> Non
 
     m = config.model
     problems = check.problems
-    check.positive("model.temperature", m.temperature)
     named = None  # the backbone's name when it is an open_clip model (not a weights file)
     if m.pretrained is not None and looks_like_path(m.pretrained):
         if not Path(m.pretrained).is_file():
