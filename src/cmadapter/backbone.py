@@ -57,7 +57,6 @@ def load_backbone(
     by open_clip), or the path of a local weights file (architecture inferred; ``name`` then only
     labels the model and must agree with the file when given).
     """
-
     if pretrained is not None and looks_like_path(pretrained):
         path = Path(pretrained)
         state_dict = read_weights_file(path)

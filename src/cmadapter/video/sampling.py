@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -38,11 +39,15 @@ class Sampling:
     max_frames: int = 12
 
     def __post_init__(self) -> None:
-        if isinstance(self.fps, bool) or not isinstance(self.fps, int | float | Fraction):
+        if isinstance(self.fps, bool) or not isinstance(self.fps, numbers.Real):
             raise CmadapterError(f"fps must be a positive number, got {self.fps!r}")
         if not self.fps > 0 or not math.isfinite(self.fps):
             raise CmadapterError(f"fps must be a positive number, got {self.fps}")
-        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or self.max_frames < 1:
+        if (
+            isinstance(self.max_frames, bool)
+            or not isinstance(self.max_frames, numbers.Integral)
+            or self.max_frames < 1
+        ):
             raise CmadapterError(f"max_frames must be at least 1, got {self.max_frames}")
 
     @property
