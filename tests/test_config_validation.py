@@ -107,6 +107,7 @@ def test_every_problem_is_listed_on_one_line():
         ({"eval.postprocess": ["softmax"]}, "unknown post-processing 'softmax'"),
         ({"model.temperature": 0}, "model.temperature must be a finite number > 0"),
         ({"model.context_length": 1}, "model.context_length must be an integer >= 2, got 1"),
+        ({"model.context_length": 78}, "model.context_length=78 exceeds the 77 positions of ViT-B-32-quickgelu"),
         ({"model.method": "nope"}, "unknown method 'nope'"),
         ({"model.method_options": {"rank": 4}}, "method 'cross-modal' has no option 'rank'"),
         ({"model.method_options": {"r": 0}}, "adapter bottleneck r must be a positive integer"),

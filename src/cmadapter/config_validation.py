@@ -100,7 +100,7 @@ def _model_problems(config: RunConfig, purpose: Purpose, check: _Checker) -> Non
     elif m.backbone is None:
         if purpose == "train":  # eval may take the backbone's name from the adapter checkpoint
             problems.append("model.backbone is needed unless model.pretrained is a local weights file")
-    elif _capture(problems, lambda: _check_named_backbone(m.backbone, m.pretrained)):
+    elif _capture(problems, lambda: _check_named_backbone(m.backbone, m.pretrained, m.context_length)):
         named = m.backbone
     if purpose == "train":
         if m.method is None:
@@ -109,12 +109,15 @@ def _model_problems(config: RunConfig, purpose: Purpose, check: _Checker) -> Non
             _capture(problems, lambda: _check_method(m.method, m.method_options, named))
 
 
-def _check_named_backbone(name: str, pretrained: str | None) -> None:
+def _check_named_backbone(name: str, pretrained: str | None, context_length: int) -> None:
     import open_clip
 
     from .backbone import check_known_name
 
     check_known_name(name)
+    positions = (open_clip.get_model_config(name) or {}).get("text_cfg", {}).get("context_length", 77)
+    if context_length > positions:
+        raise ConfigError(f"model.context_length={context_length} exceeds the {positions} positions of {name}")
     if pretrained is not None and not open_clip.get_pretrained_cfg(name, pretrained):
         tags = open_clip.list_pretrained_tags_by_model(name)
         raise ConfigError(
