@@ -57,8 +57,6 @@ def load_backbone(
     by open_clip), or the path of a local weights file (architecture inferred; ``name`` then only
     labels the model and must agree with the file when given).
     """
-    import open_clip
-
     if pretrained is not None and looks_like_path(pretrained):
         path = Path(pretrained)
         state_dict = read_weights_file(path)
@@ -76,19 +74,13 @@ def load_backbone(
     else:
         if name is None:
             raise CmadapterError("a backbone name is needed unless `pretrained` is a local weights file")
-        _check_known_name(name)
+        check_known_name(name)
         if pretrained is None:
             # `device="meta"` builds shapes only: enough to count parameters, instantly.
             model = _build_named(name, device="meta" if str(device) == "meta" else "cpu")
             source = "random"
         else:
-            try:
-                model = open_clip.create_model(name, pretrained=str(pretrained), precision="fp32")
-            except RuntimeError as exc:  # unknown tag, or no network
-                raise CheckpointError(
-                    f"could not load pretrained={pretrained!r} weights for {name}: {exc}. "
-                    "Without internet access, pass the path of a local OpenAI-layout file instead."
-                ) from exc
+            model = _create_pretrained(name, str(pretrained))
             source = str(pretrained)
         _check_supported(model, name)
         architecture = architecture_of(model)
@@ -261,10 +253,34 @@ def build_from_state_dict(state_dict: dict[str, torch.Tensor], arch: Architectur
     return model
 
 
+def _create_pretrained(name: str, tag: str) -> nn.Module:
+    """open_clip's ``name`` with the weights of ``tag``, downloaded (or found in the cache) first, so that a
+    machine without network gets an error in words rather than a resolver error from deep in the hub client."""
+    import open_clip
+
+    config = open_clip.get_pretrained_cfg(name, tag)
+    if not config:
+        tags = ", ".join(open_clip.list_pretrained_tags_by_model(name)) or "none"
+        raise CheckpointError(f"{tag!r} is neither a weights file nor a pretrained tag of {name} (its tags: {tags})")
+    try:
+        open_clip.download_pretrained(config)
+    except Exception as exc:  # the hub client and urllib raise many types; all mean "not fetched"
+        log.debug("download of %s %s weights failed: %r", name, tag, exc)
+        raise CheckpointError(
+            f"could not download the {tag!r} weights of {name}: no network access, or the server refused. "
+            "Download them where there is network (open_clip caches them), or give a local OpenAI-layout "
+            "weights file: model.pretrained=PATH in a config (--pretrained PATH for `cmadapter info`)"
+        ) from exc
+    try:
+        return open_clip.create_model(name, pretrained=tag, precision="fp32")
+    except RuntimeError as exc:
+        raise CheckpointError(f"could not load the {tag!r} weights of {name}: {exc}") from exc
+
+
 def _build_named(name: str, *, device: str) -> nn.Module:
     import open_clip
 
-    _check_known_name(name)
+    check_known_name(name)
     previous = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # silence open_clip's "initialized randomly" warning
     try:
@@ -275,7 +291,7 @@ def _build_named(name: str, *, device: str) -> nn.Module:
     return model
 
 
-def _check_known_name(name: str) -> None:
+def check_known_name(name: str) -> None:
     import open_clip
 
     if name not in open_clip.list_models():

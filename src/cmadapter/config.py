@@ -87,6 +87,7 @@ class RunConfig:
     name: str = "run"
     output_dir: str = "runs"
     resume: str | None = None  # "auto" (latest state in the run folder) or a state file
+    resume_force: bool = False  # resume even where the config differs from the state's (resume_check.py)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -111,9 +112,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
         if not path.is_file():
             raise CmadapterError(f"config file not found: {path}")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise CmadapterError(f"{path} is not valid YAML: {exc}") from exc
+            raise CmadapterError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CmadapterError(f"cannot read config file {path}: {exc}") from exc
         if not isinstance(data, dict):
             raise CmadapterError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
     if isinstance(overrides, dict):
@@ -126,7 +129,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | dict[str,
 
 
 def save_config(config: RunConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(_plain(config.to_dict()), sort_keys=False))
+    path.write_text(yaml.safe_dump(plain(config.to_dict()), sort_keys=False))
 
 
 def from_dict(cls: type, data: dict[str, Any], *, where: str, prefix: str = "") -> Any:
@@ -231,9 +234,10 @@ def _assign(data: dict[str, Any], dotted: str, value: Any) -> None:
     target[parts[-1]] = value
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """Plain YAML/JSON values: tuples become lists, recursively."""
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

@@ -15,3 +15,7 @@ class CheckpointError(CmadapterError):
 
 class DataError(CmadapterError):
     """An annotation file, a video or a frame cache is missing, malformed or undecodable."""
+
+
+class ConfigError(CmadapterError):
+    """A run configuration holds a value that cannot work; the message names the key and the value."""

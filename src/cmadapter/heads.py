@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import CmadapterError
+from .masks import frame_mask
 
 _EPS = 1e-12
 
@@ -34,12 +35,16 @@ class TextConditionedPool(nn.Module):
 
     def frame_weights(self, text: torch.Tensor, video: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Softmax weights of each video's frames for each text: [N, M, F], zero on padded frames."""
+        check_features(text, video)
+        mask = frame_mask(mask, video.shape[:2])
         dots = torch.einsum("nd,mfd->nmf", text.float(), video.float())
         return _masked_softmax(dots / self.temperature, mask)
 
     def forward(
         self, text: torch.Tensor, video: torch.Tensor, mask: torch.Tensor, logit_scale: torch.Tensor
     ) -> torch.Tensor:
+        check_features(text, video)
+        mask = frame_mask(mask, video.shape[:2])
         with torch.autocast(text.device.type, enabled=False):
             text, video = text.float(), video.float()
             dots = torch.einsum("nd,mfd->nmf", text, video)
@@ -60,6 +65,8 @@ class MeanPool(nn.Module):
     def forward(
         self, text: torch.Tensor, video: torch.Tensor, mask: torch.Tensor, logit_scale: torch.Tensor
     ) -> torch.Tensor:
+        check_features(text, video)
+        mask = frame_mask(mask, video.shape[:2])
         with torch.autocast(text.device.type, enabled=False):
             frames = F.normalize(video.float(), dim=-1, eps=_EPS) * mask[..., None]
             pooled = frames.sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
@@ -78,6 +85,16 @@ def create_head(name: str, **options) -> nn.Module:
     return cls(**options)
 
 
+def check_features(text: torch.Tensor, video: torch.Tensor) -> None:
+    """Text [N, D] and per-frame video features [M, F, D] of the same width, or a one-line error."""
+    if not isinstance(text, torch.Tensor) or not isinstance(video, torch.Tensor):
+        raise CmadapterError("text and video features must be torch tensors")
+    if text.ndim != 2 or video.ndim != 3 or text.shape[-1] != video.shape[-1]:
+        raise CmadapterError(
+            f"features must be text [N, D] and video [M, F, D], got {list(text.shape)} and {list(video.shape)}"
+        )
+
+
 def _masked_softmax(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    # mask [M, F] broadcasts over the text axis; every video has at least one valid frame (checked upstream).
+    # mask [M, F] (bool) broadcasts over the text axis; every video has a valid frame (``frame_mask`` checks).
     return scores.masked_fill(~mask[None], float("-inf")).softmax(dim=-1)

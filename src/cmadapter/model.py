@@ -20,6 +20,7 @@ from .blocks import run_blocks
 from .checkpoint import AdapterCheckpoint, current_versions, load_adapter_checkpoint, save_adapter_checkpoint
 from .errors import CheckpointError, CmadapterError
 from .heads import create_head
+from .masks import frame_mask as as_frame_mask
 from .methods import Method, create_method
 from .precision import check_autocast, store_frozen_weights
 from .tokenizer import DEFAULT_CONTEXT_LENGTH, Tokenizer
@@ -235,7 +236,8 @@ class RetrievalModel(nn.Module):
         return self.clip.visual(images.to(self.device))
 
     def encode_video(self, frames: torch.Tensor, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Per-frame features: [B, T, 3, H, W] -> [B, T, D]; padded frames are not encoded (zeros)."""
+        """Per-frame features: [B, T, 3, H, W] -> [B, T, D]; ``frame_mask`` [B, T] bool or 0/1 (None: all
+        frames); padded frames are not encoded (zeros)."""
         frame_mask = check_video_input(frames, frame_mask, self.image_size)
         frames, frame_mask = frames.to(self.device), frame_mask.to(self.device)
         if bool(frame_mask.all()):
@@ -249,10 +251,12 @@ class RetrievalModel(nn.Module):
     def similarity(
         self, text: torch.Tensor, video: torch.Tensor, frame_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Logit-scaled similarities [N texts, B videos] from the head."""
+        """Logit-scaled similarities [N texts, B videos] from the head; ``frame_mask`` bool or 0/1 [B, T]."""
         if frame_mask is None:
             frame_mask = torch.ones(video.shape[:2], dtype=torch.bool, device=video.device)
-        return self.head(text, video, frame_mask.to(video.device), self.logit_scale)
+        elif isinstance(frame_mask, torch.Tensor):
+            frame_mask = frame_mask.to(video.device)
+        return self.head(text, video, frame_mask, self.logit_scale)
 
     def forward(self, tokens: torch.Tensor, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         """Training forward: logits [B, B] of B captions against their B videos."""
@@ -284,13 +288,7 @@ def check_video_input(frames: torch.Tensor, frame_mask: torch.Tensor | None, ima
         raise CmadapterError(f"frames must be normalised floats, got {frames.dtype}")
     if frame_mask is None:
         return torch.ones(frames.shape[:2], dtype=torch.bool, device=frames.device)
-    if tuple(frame_mask.shape) != tuple(frames.shape[:2]):
-        raise CmadapterError(f"frame_mask must be [B, T] = {tuple(frames.shape[:2])}, got {tuple(frame_mask.shape)}")
-    frame_mask = frame_mask.bool()
-    empty = (~frame_mask.any(dim=1)).nonzero().flatten().tolist()
-    if empty:
-        raise CmadapterError(f"videos at batch rows {empty[:10]} have no valid frame in frame_mask")
-    return frame_mask
+    return as_frame_mask(frame_mask, frames.shape[:2])
 
 
 def build_model(

@@ -13,7 +13,8 @@ def run_train(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..training.trainer import train
 
-    overrides = list(args.overrides) + (["resume=auto"] if args.resume else [])
+    overrides = list(args.overrides) + (["resume=auto"] if args.resume or args.resume_force else [])
+    overrides += ["resume_force=true"] if args.resume_force else []
     train(load_config(args.config, overrides), progress=not args.no_progress)
     return 0
 
@@ -24,6 +25,11 @@ def add_train(sub) -> None:
     p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/msrvtt_vitb32.yaml")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=3 model.method=uni-modal")
     p.add_argument("--resume", action="store_true", help="continue from the newest training state of the run")
+    p.add_argument(
+        "--resume-force",
+        action="store_true",
+        help="--resume even where the config differs from the one the state was trained with (listed as a warning)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

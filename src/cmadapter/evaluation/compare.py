@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, load_config, save_config
+from ..config_validation import validate_config
 from ..errors import CmadapterError
 from .tables import format_eval, summary_line
 
@@ -119,10 +120,12 @@ def execute(config: RunConfig, *, zero_shot: bool, quiet: bool = False) -> dict[
 def compare(base: RunConfig, runs: Sequence[MethodRun], out_dir: str | Path, *, quiet: bool = False) -> dict[str, Any]:
     """Train/evaluate every run, then write ``comparison.json``, ``comparison.md`` and the two plots."""
     out_dir = Path(out_dir)
+    configs = [run_config(base, run, out_dir) for run in runs]
+    for run, config in zip(runs, configs):  # every run's config before the first one trains
+        validate_config(config, purpose="eval" if run.method == ZERO_SHOT else "train")
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
-    for run in runs:
-        config = run_config(base, run, out_dir)
+    for run, config in zip(runs, configs):
         results[run.label] = summarise(run, execute(config, zero_shot=run.method == ZERO_SHOT, quiet=quiet))
     add_relative(results)
     table = {"methods": results}

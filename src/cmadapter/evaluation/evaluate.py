@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..config import EvalConfig
 from ..errors import CmadapterError
+from ..masks import frame_mask
 from ..precision import autocast
 from ..training.distributed import DistributedContext, gather_no_grad
 from .metrics import retrieval_metrics
@@ -33,7 +34,7 @@ class EvalData:
     video_ids: list[str]
     captions: list[str]
     caption_video: list[int]  # index into video_ids for each caption
-    clips: Dataset  # item: (frames [T, 3, H, W] float, mask [T] bool, video_id)
+    clips: Dataset  # item: (frames [T, 3, H, W] float, mask [T] bool or 0/1, video_id)
 
     def __post_init__(self) -> None:
         if len(self.captions) != len(self.caption_video):
@@ -82,6 +83,7 @@ def encode_videos(
     )
     features, masks = [], []
     for frames, mask, _ids in tqdm(loader, desc="encode videos", disable=not progress, leave=False):
+        mask = frame_mask(mask, frames.shape[:2], name=f"frame mask of videos {list(_ids)[:3]}")
         with autocast(model.device, precision):
             features.append(model.encode_video(frames, mask).float())
         masks.append(mask.to(model.device))

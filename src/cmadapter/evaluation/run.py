@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import RunConfig
+from ..config_validation import validate_config
 from ..model import build_model
 from ..training.data import build_eval_data
 from ..training.distributed import init_distributed, shutdown_distributed
@@ -33,6 +34,7 @@ def build_run_model(config: RunConfig, adapter: str | None, *, device="cpu") -> 
 def evaluate_config(
     config: RunConfig, *, adapter: str | None = None, split: str | None = None, progress: bool = True
 ) -> dict[str, Any]:
+    validate_config(config, purpose="eval")
     context = init_distributed(config.train.device)
     try:
         model, label = build_run_model(config, adapter, device=context.device)

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DistributedContext:
@@ -35,9 +37,12 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
         preference = "cuda" if torch.cuda.is_available() else "cpu"
     if preference == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("device=cuda was asked for but no CUDA device is available")
+            raise ConfigError("train.device=cuda, but no CUDA device is available here; use auto or cpu")
         return torch.device("cuda", local_rank)
-    return torch.device(preference)
+    try:
+        return torch.device(preference)
+    except RuntimeError:
+        raise ConfigError(f"train.device must be auto, cpu, cuda or a torch device name, got {preference!r}") from None
 
 
 def init_distributed(device_preference: str = "auto") -> DistributedContext:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 import torch
 from torch.utils.data import Sampler
 
+from ..errors import ConfigError
+
 
 class EpochBatchSampler(Sampler[list[int]]):
     def __init__(
@@ -25,10 +27,7 @@ class EpochBatchSampler(Sampler[list[int]]):
         world_size: int = 1,
         shuffle: bool = True,
     ):
-        if global_batch_size % world_size:
-            raise ValueError(f"global batch size {global_batch_size} is not divisible by {world_size} processes")
-        if num_items < global_batch_size:
-            raise ValueError(f"{num_items} training samples are fewer than one global batch of {global_batch_size}")
+        check_batch(num_items, global_batch_size, world_size)
         self.num_items = num_items
         self.global_batch_size = global_batch_size
         self.local_batch_size = global_batch_size // world_size
@@ -56,3 +55,19 @@ class EpochBatchSampler(Sampler[list[int]]):
         for b in range(self.start_batch, batches):
             batch = order[b * self.global_batch_size : (b + 1) * self.global_batch_size]
             yield batch[lo : lo + self.local_batch_size].tolist()
+
+
+def check_batch(num_items: int, global_batch_size: int, world_size: int = 1) -> None:
+    """A global batch that the processes share evenly and the training set fills at least once."""
+    if isinstance(global_batch_size, bool) or not isinstance(global_batch_size, int) or global_batch_size < 1:
+        raise ConfigError(f"train.batch_size must be a positive integer, got {global_batch_size!r}")
+    if global_batch_size % world_size:
+        raise ConfigError(
+            f"train.batch_size={global_batch_size} is not divisible by the {world_size} processes; "
+            "the global batch is split evenly over them"
+        )
+    if num_items < global_batch_size:
+        raise ConfigError(
+            f"train.batch_size={global_batch_size} is larger than the training set ({num_items} samples); "
+            "no step could run"
+        )

@@ -1,7 +1,8 @@
 """Resumable training state in one safetensors file (tensors) with JSON metadata (everything else).
 
 It holds the trainable tensors, the optimizer's moments, the scheduler, the grad scaler, the position in
-the data (epoch, batch within it), the RNG states and the best-so-far bookkeeping, so a killed run
+the data (epoch, batch within it), the RNG states, the best-so-far bookkeeping and the resolved config
+(which ``resume_check`` compares with the resuming run's), so a killed run
 continues exactly where its last state was written. No pickles: nothing here can execute code on load.
 """
 
@@ -40,6 +41,7 @@ class TrainState:
     scaler: dict[str, Any]
     rng: dict[str, Any]
     bookkeeping: dict[str, Any] = field(default_factory=dict)  # best epoch, validation history, timings
+    config: dict[str, Any] | None = None  # the resolved run config (resume_check compares it); None: not recorded
 
 
 def capture_rng() -> dict[str, Any]:
@@ -92,6 +94,7 @@ def save_train_state(state: TrainState, path: Path) -> Path:
             "cuda_devices": len(state.rng.get("cuda", [])),
         },
         "bookkeeping": state.bookkeeping,
+        "config": state.config,
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,6 +145,7 @@ def load_train_state(path: Path) -> TrainState:
         scaler=meta["scaler"],
         rng=rng,
         bookkeeping=meta.get("bookkeeping", {}),
+        config=meta.get("config"),
     )
 
 

@@ -20,7 +20,6 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_adapter_checkpoint
-from ..config import RunConfig, save_config
+from ..config import RunConfig
+from ..config_validation import validate_config
 from ..errors import CmadapterError
 from ..evaluation.evaluate import EvalData, evaluate
 from ..evaluation.tables import summary_line
@@ -44,16 +44,9 @@ from .distributed import (
 )
 from .memory import peak_memory_mb
 from .optim import build_optimizer, build_scheduler
+from .resume_check import load_checked_state, resolved, write_run_config
 from .sampler import EpochBatchSampler
-from .state import (
-    Position,
-    TrainState,
-    capture_rng,
-    latest_state,
-    load_train_state,
-    restore_rng,
-    save_train_state,
-)
+from .state import Position, TrainState, capture_rng, restore_rng, save_train_state
 from .stepper import Stepper, build_model_from_config
 
 log = logging.getLogger(__name__)
@@ -90,6 +83,7 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train, select on validation, evaluate the test split once; returns what ``metrics.json`` holds."""
+    validate_config(config, purpose="train", check_data=data is None, check_model=model is None)
     context = init_distributed(config.train.device)
     try:
         return Trainer(config, context, data=data, model=model, callbacks=callbacks, progress=progress).run()
@@ -113,6 +107,7 @@ class Trainer:
         self.progress = progress and context.is_main
         self.run_dir = config.run_dir
         self.precision = config.train.precision
+        self.resume_state, self.resume_path = load_checked_state(config)  # before anything slow
         autocast(context.device, self.precision)  # fails early on fp16 without a GPU
         seed_everything(config.train.seed)  # same seed on every process: identical adapter init
         self.model = model if model is not None else build_model_from_config(config, context.device)
@@ -167,14 +162,9 @@ class Trainer:
         )
 
     def _resume(self) -> None:
-        resume = self.config.resume
-        if resume is None:
+        state, path = self.resume_state, self.resume_path
+        if state is None:
             return
-        path = latest_state(self.run_dir / "checkpoints") if resume == "auto" else Path(resume)
-        if path is None:
-            log.info("resume=auto: no training state in %s, starting fresh", self.run_dir / "checkpoints")
-            return
-        state = load_train_state(path)
         self.model.method.load_tensors(state.trainable, source=str(path))
         self.optimizer.load_state_dict(state.optimizer)
         self.scheduler.load_state_dict(state.scheduler)
@@ -192,8 +182,9 @@ class Trainer:
         config = self.config
         if self.context.is_main:
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-            save_config(config, self.run_dir / "config.yaml")
+            write_run_config(config, self.run_dir, resuming=self.resume_state is not None)
         self._resume()
+        self.resume_state = None  # its tensors now live in the model and optimizer
         barrier(self.context)
         if self.data.validation is None and self.context.is_main:
             log.info("no validation split: the last epoch's adapter is the one evaluated on test")
@@ -299,6 +290,7 @@ class Trainer:
             scaler=self.scaler.state_dict(),
             rng=capture_rng(),
             bookkeeping=self.bookkeeping,
+            config=resolved(self.config),
         )
         directory = self.run_dir / "checkpoints"
         save_train_state(state, directory / f"state-step{self.position.global_step:08d}.safetensors")

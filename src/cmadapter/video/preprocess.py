@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from ..errors import CmadapterError
+
 if TYPE_CHECKING:
     import torch
 
@@ -44,7 +46,7 @@ def center_crop(frame: np.ndarray, size: int) -> np.ndarray:
     """The central ``size`` x ``size`` square of an HxWxC array (offsets rounded as torchvision does)."""
     height, width = frame.shape[:2]
     if height < size or width < size:
-        raise ValueError(f"cannot crop {size}x{size} from a {width}x{height} frame")
+        raise CmadapterError(f"cannot crop {size}x{size} from a {width}x{height} frame")
     top = round((height - size) / 2.0)  # banker's rounding, as torchvision
     left = round((width - size) / 2.0)
     return frame[top : top + size, left : left + size]
@@ -67,11 +69,11 @@ def to_model_input(frames: np.ndarray, max_frames: int | None = None) -> tuple[t
     import torch  # here, not at the top: cache-writing worker processes never need it
 
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
-        raise ValueError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
+        raise CmadapterError(f"expected uint8 frames [T, H, W, 3], got {frames.dtype} {tuple(frames.shape)}")
     count, height, width = frames.shape[:3]
     slots = count if max_frames is None else max_frames
     if not 1 <= count <= slots:
-        raise ValueError(f"expected 1 to {slots} frames, got {count}")
+        raise CmadapterError(f"expected 1 to {slots} frames, got {count}")
     out = torch.empty((slots, 3, height, width), dtype=torch.float32)
     real = out[:count]
     real.copy_(torch.from_numpy(np.require(frames, requirements="CW")).permute(0, 3, 1, 2))  # exact uint8 -> float

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import logging
 import math
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 
 import numpy as np
+
+from ..errors import CmadapterError
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +39,16 @@ class Sampling:
     max_frames: int = 12
 
     def __post_init__(self) -> None:
+        if isinstance(self.fps, bool) or not isinstance(self.fps, numbers.Real):
+            raise CmadapterError(f"fps must be a positive number, got {self.fps!r}")
         if not self.fps > 0 or not math.isfinite(self.fps):
-            raise ValueError(f"fps must be a positive number, got {self.fps}")
-        if self.max_frames < 1:
-            raise ValueError(f"max_frames must be at least 1, got {self.max_frames}")
+            raise CmadapterError(f"fps must be a positive number, got {self.fps}")
+        if (
+            isinstance(self.max_frames, bool)
+            or not isinstance(self.max_frames, numbers.Integral)
+            or self.max_frames < 1
+        ):
+            raise CmadapterError(f"max_frames must be at least 1, got {self.max_frames}")
 
     @property
     def rate(self) -> Fraction:
@@ -61,10 +70,10 @@ def grid_count(last_time: Fraction, rate: Fraction) -> int:
 def window_points(count: int, rate: Fraction, window: Window = WHOLE_VIDEO) -> range:
     """Indices of the grid points whose sampling intervals overlap ``window`` (never empty)."""
     if count < 1:
-        raise ValueError("a video has at least one grid point")
+        raise CmadapterError("a video has at least one grid point")
     start, end = window
     if start is not None and end is not None and end < start:
-        raise ValueError(f"window end {end} is before its start {start}")
+        raise CmadapterError(f"window end {end} is before its start {start}")
     first = 0 if start is None else math.floor(exact(start) * rate)
     first = min(max(first, 0), count - 1)
     stop = count if end is None else min(math.ceil(exact(end) * rate), count)
@@ -105,7 +114,9 @@ class Clip:
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[0] < 1 or self.frames.shape[0] != len(self.times):
-            raise ValueError(f"a clip needs T >= 1 frames and T times, got {self.frames.shape} and {len(self.times)}")
+            raise CmadapterError(
+                f"a clip needs T >= 1 frames and T times, got {self.frames.shape} and {len(self.times)}"
+            )
 
 
 def grid_times(points: list[int], rate: Fraction) -> np.ndarray:
