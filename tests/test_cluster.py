@@ -76,7 +76,7 @@ def test_a_worker_killed_mid_run_is_retried_and_every_video_lands_once(local_ray
     assert local.written == 6
     assert cache_contents(tmp_path / "ray") == cache_contents(tmp_path / "local")
     assert not list((tmp_path / "ray" / "frames").glob("*.tmp*"))
-    for name, data in cache_contents(tmp_path / "ray").items():
+    for name in cache_contents(tmp_path / "ray"):
         assert np.load(tmp_path / "ray" / "frames" / name).ndim == 4
 
 
