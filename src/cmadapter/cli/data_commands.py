@@ -40,7 +40,12 @@ def run_prepare(args: argparse.Namespace) -> int:
     options = PrepareOptions(
         fps=args.fps, short_side=args.short_side, workers=workers, allow_truncated=args.allow_truncated
     )
-    report = prepare_cache(video_ids, videos, args.out, options)
+    if args.ray is not None:
+        from ..cluster.prepare import prepare_on_ray
+
+        report = prepare_on_ray(video_ids, videos, args.out, options, address=args.ray)
+    else:
+        report = prepare_cache(video_ids, videos, args.out, options)
     truncated = f", {len(report.truncated)} truncated" + (" (cached as decoded)" if args.allow_truncated else "")
     print(
         f"{args.out}: {report.written} videos decoded, {report.skipped} already cached, "
@@ -69,3 +74,18 @@ def add_prepare(sub) -> None:
         help="cache what decoded of videos that end before their declared duration (still listed in the report)",
     )
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="dataset reader options")
+    add_ray_option(p, "decode on Ray: one task per video")
+
+
+def add_ray_option(p, what: str) -> None:
+    from ..cluster.ray_session import LOCAL
+
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL,
+        default=None,
+        metavar="ADDRESS",
+        help=f"{what}; ADDRESS of a running cluster ('auto' finds it), none: start Ray on this machine "
+        "(pip install 'cmadapter[ray]')",
+    )

@@ -26,7 +26,7 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -183,9 +183,18 @@ class PrepareReport:
         return self.cache / REPORT_FILE
 
 
-def prepare_cache(video_ids: Sequence[str], videos, out: str | Path, options: PrepareOptions = PrepareOptions()):
+def prepare_cache(
+    video_ids: Sequence[str],
+    videos,
+    out: str | Path,
+    options: PrepareOptions = PrepareOptions(),
+    *,
+    runner: Callable[[list[tuple]], Iterator[tuple]] | None = None,
+):
     """Decode every id of ``video_ids`` found in ``videos`` (a ``VideoFolder``) once into the cache ``out``.
 
+    ``runner`` runs ``cache_video`` over the jobs and yields its results in any order (default: this
+    process or ``options.workers`` local processes; ``cluster.prepare`` passes a Ray Data pipeline).
     Returns a ``PrepareReport``; ``out/report.tsv`` lists the ids that are missing, undecodable or truncated.
     """
     from tqdm.auto import tqdm
@@ -219,7 +228,8 @@ def prepare_cache(video_ids: Sequence[str], videos, out: str | Path, options: Pr
     )
     try:
         with tqdm(total=len(jobs), desc="decoding", unit="video", disable=not options.progress) as bar:
-            for video_id, path, status, reason, written in _run(jobs, options.workers):
+            results = runner(jobs) if runner is not None else _run(jobs, options.workers)
+            for video_id, path, status, reason, written in results:
                 report.written += written
                 if status is not None:
                     report.problems.append(Problem(video_id, status, path, reason))
