@@ -18,6 +18,7 @@ from torch import nn
 from .backbone import Backbone, load_backbone, looks_like_path
 from .blocks import run_blocks
 from .checkpoint import AdapterCheckpoint, current_versions, load_adapter_checkpoint, save_adapter_checkpoint
+from .config import ModelConfig
 from .errors import CheckpointError, CmadapterError
 from .heads import create_head
 from .methods import Method, create_method
@@ -341,3 +342,27 @@ def build_model(
         elif method_options:
             raise CmadapterError(f"options {sorted(method_options)} given without a method")
     return model.to(device)
+
+
+def build_model_from_config(
+    config: ModelConfig,
+    device: str | torch.device = "cpu",
+    *,
+    adapter: str | os.PathLike | None = None,
+    method: str | None = _UNSET,
+) -> RetrievalModel:
+    """The model a config's ``model`` section describes; ``method`` replaces its method (None: the plain
+    backbone). With ``adapter`` the method, head and context length come from that checkpoint instead."""
+    if adapter is not None:
+        return build_model(config.backbone, config.pretrained, adapter=adapter, device=device)
+    method = config.method if method is _UNSET else method
+    return build_model(
+        config.backbone,
+        config.pretrained,
+        method=method,
+        head=config.head,
+        context_length=config.context_length,
+        temperature=config.temperature if config.head == "text-pool" else None,
+        device=device,
+        **(config.method_options if method is not None else {}),
+    )

@@ -47,8 +47,7 @@ def measure(settings: TrainStepSettings) -> dict:
     from ..model import build_model
     from ..training.distributed import DistributedContext, resolve_device
     from ..training.memory import peak_memory_mb, resident_memory_mb
-    from ..training.optim import build_optimizer
-    from ..training.stepper import Stepper
+    from ..training.stepper import build_stepper
 
     device = resolve_device(settings.device)
     import open_clip  # noqa: F401  (imported by building the model anyway; here so the baseline holds it)
@@ -63,9 +62,8 @@ def measure(settings: TrainStepSettings) -> dict:
     if settings.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
     model.store_frozen_weights(DTYPES[settings.precision])  # as the trainer does
-    optimizer = build_optimizer(model.method, OptimConfig())
-    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
-    stepper = Stepper(model, optimizer, None, scaler, settings.precision, DistributedContext(device=device), 1.0)
+    stepper = build_stepper(model, OptimConfig(), settings.precision, DistributedContext(device=device))
+    optimizer = stepper.optimizer
     size = model.image_size
     frames = torch.randn(settings.batch, settings.frames, 3, size, size, device=device)
     mask = torch.ones(settings.batch, settings.frames, dtype=torch.bool, device=device)

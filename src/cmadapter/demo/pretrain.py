@@ -29,6 +29,7 @@ from torch import nn
 from ..architecture import Architecture
 from ..backbone import build_clip
 from ..errors import CmadapterError
+from ..files import atomic_path, atomic_write_text
 from ..tokenizer import Tokenizer
 from .synthetic import (
     GENERATOR_VERSION,
@@ -198,12 +199,10 @@ def pretrain(
     accuracy = appearance_accuracy(model, eval_frames, eval_labels, caption_tokens)
     logit_scale = model.logit_scale.exp().item()
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, partial)
-    os.replace(partial, path)  # never a half-written weights file under the real name
+    with atomic_path(path) as temporary:  # never a half-written weights file under the real name
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, temporary)
     summary = {"settings": settings, "frame_accuracy": accuracy, "logit_scale": logit_scale, "final_loss": losses[-1]}
-    record.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
+    atomic_write_text(record, json.dumps(summary, indent=1, sort_keys=True) + "\n")
     return PretrainResult(
         path=path,
         architecture=arch,

@@ -11,9 +11,8 @@ are applied when reading, by the same ``sampling.py`` rules the decoder uses. Wi
 equal to the model's input size, a clip read here is bitwise-identical to one decoded from the video.
 A cache prepared at ``fps`` also serves any rate that divides it (2 fps -> 1 fps: every other row).
 
-``prepare_cache`` is resumable (videos with a file are skipped) and atomic per video (written to a
-temporary name, then ``os.replace``): an interrupted run leaves no half-written file behind. Run one
-``prepare`` at a time per cache folder.
+``prepare_cache`` is resumable (videos with a file are skipped) and atomic per video (``files.atomic_path``):
+an interrupted run leaves no half-written file behind. Run one ``prepare`` at a time per cache folder.
 """
 
 from __future__ import annotations
@@ -34,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from ..files import atomic_path, atomic_write_text, leftover_temporaries
 from .preprocess import fit_frame
 from .sampling import Clip, Sampling, Window, clip_points, exact, grid_times
 
@@ -226,10 +226,10 @@ def _start_cache(out: Path, spec: CacheSpec) -> None:
         )
     frames_dir = out / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in frames_dir.glob("*.tmp*"):  # from an interrupted run
+    for leftover in leftover_temporaries(frames_dir):  # from an interrupted run
         leftover.unlink(missing_ok=True)
     if existing is None:
-        _write_atomic(out / SPEC_FILE, json.dumps(spec.to_json(), indent=1) + "\n")
+        atomic_write_text(out / SPEC_FILE, json.dumps(spec.to_json(), indent=1) + "\n")
 
 
 def _run(jobs: list[tuple], workers: int):
@@ -273,10 +273,8 @@ def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_f
             folder_fps=folder_fps,
         )
         frames = np.stack(_same_size(grid.frames))
-        temporary = f"{target}.tmp{os.getpid()}"
-        with open(temporary, "wb") as f:
+        with atomic_path(target) as temporary, open(temporary, "wb") as f:
             np.save(f, frames, allow_pickle=False)
-        os.replace(temporary, target)
     except DataError as exc:
         return video_id, path, str(exc)
     return video_id, path, None
@@ -297,7 +295,7 @@ def write_report(out: Path, problems: list[Problem]) -> None:
     rows = ["video_id\tstatus\tpath\treason"]
     for p in problems:
         rows.append("\t".join(_one_line(x) for x in (p.video_id, p.status, p.path, p.reason)))
-    _write_atomic(out / REPORT_FILE, "\n".join(rows) + "\n")
+    atomic_write_text(out / REPORT_FILE, "\n".join(rows) + "\n")
 
 
 def read_report(root: Path) -> list[Problem]:
@@ -313,9 +311,3 @@ def read_report(root: Path) -> list[Problem]:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)
