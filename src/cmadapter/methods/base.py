@@ -2,8 +2,9 @@
 
 A method is built against a backbone (it reads tensor shapes off it), owns its trainable tensors under
 stable names, and attaches itself to the backbone (puts its modules into the backbone's slots or in place
-of its layers, as ``placements`` lists them) or detaches (puts back what was there, kept here once for every
-method, as peft's ``BaseTuner`` does). Checkpoints store ``trainable_tensors()`` and ``describe()`` and nothing else.
+of its layers, as ``placements`` lists them) or detaches (puts back what was there, which this base class
+keeps for every method, as peft's ``BaseTuner`` does). Checkpoints store ``trainable_tensors()`` and
+``describe()`` and nothing else.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import dataclasses
 import typing
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -39,7 +40,7 @@ class Method(nn.Module, ABC):
 
     # How ``attach`` places a module: "slot" puts it into an identity slot (``slots.plug``: after what a
     # non-empty slot already holds); "replace" puts it where the backbone's own layer was.
-    placement: ClassVar[str] = "slot"
+    placement: ClassVar[Literal["slot", "replace"]] = "slot"
 
     def __init__(self, backbone: Backbone, options: MethodOptions):
         super().__init__()
