@@ -5,7 +5,7 @@ from safetensors.torch import save_file
 from cmadapter import CheckpointError, CmadapterError, load_backbone
 from cmadapter.backbone import Architecture, architecture_of
 from cmadapter.blocks import openai_key
-from conftest import TINY, tiny_state_dict
+from helpers import TINY, tiny_state_dict
 
 
 def test_architecture_is_read_off_a_plain_state_dict(tiny_weights):

@@ -6,7 +6,7 @@ import torch
 from cmadapter import build_model
 from cmadapter.backbone import build_clip
 from cmadapter.blocks import Attention, ResidualBlock
-from conftest import TINY, perturb, random_video, weight_batched_matmuls
+from helpers import TINY, perturb, random_video, weight_batched_matmuls
 
 
 def test_blocks_share_tensors_with_the_open_clip_block_they_replace():

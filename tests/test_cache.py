@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cmadapter.errors import DataError
+from cmadapter.files import TEMP_SUFFIX
 from cmadapter.video.cache import FrameCache, PrepareOptions, frame_file_name, prepare_cache, read_report
 from cmadapter.video.sampling import Sampling
 from cmadapter.video.sources import VideoFolder, as_frame_source
@@ -175,3 +176,22 @@ def test_odd_ids_get_safe_file_names():
     assert frame_file_name("a/b c") == "a%2Fb%20c.npy"
     assert frame_file_name("1234@N00_111_aaa.mov") == "1234@N00_111_aaa.mov.npy"
     assert frame_file_name("v_-0CPPzz8Cys") == "v_-0CPPzz8Cys.npy"
+
+
+def test_clean_up_removes_only_temporary_files_even_for_ids_with_tmp_in_them(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    ids = ["a.tmp.b", "clip.tmp", "c.tmp7"]
+    for video_id in ids:
+        write_video(videos / f"{video_id}.mp4", 6)
+    out = tmp_path / "cache"
+    assert prepare_cache(ids, VideoFolder(videos), out, PrepareOptions(**QUIET)).written == 3
+    cached = {name: (out / "frames" / name).read_bytes() for name in os.listdir(out / "frames")}
+    assert sorted(cached) == sorted(frame_file_name(i) for i in ids)
+    # What a write killed between creating its temporary file and renaming it leaves behind.
+    leftover = out / "frames" / f"{frame_file_name('d')}.k3j_x9{TEMP_SUFFIX}"
+    leftover.write_bytes(b"half a file")
+
+    report = prepare_cache(ids, VideoFolder(videos), out, PrepareOptions(**QUIET))
+    assert (report.written, report.skipped) == (0, 3)
+    assert {name: (out / "frames" / name).read_bytes() for name in os.listdir(out / "frames")} == cached

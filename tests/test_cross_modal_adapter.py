@@ -7,7 +7,7 @@ from cmadapter import CmadapterError, build_model
 from cmadapter.backbone import Architecture
 from cmadapter.methods.adapter import pair_blocks
 from cmadapter.training.loss import symmetric_infonce
-from conftest import TINY, random_video, tiny_state_dict
+from helpers import TINY, random_video, tiny_state_dict
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from cmadapter.datasets import Record, retrieval_split
-from cmadapter.datasets.clips import CaptionVideoPairs, VideoClips, collate, collate_clips, loader_settings
+from cmadapter.datasets.clips import CaptionVideoPairs, VideoClips, collate, loader_settings
 from cmadapter.errors import DataError
 from cmadapter.video.cache import PrepareOptions, prepare_cache
 from cmadapter.video.sources import VideoFolder
@@ -49,8 +49,6 @@ def test_video_clips_give_each_video_once_padded_and_masked(videos):
     assert torch.isfinite(frames).all() and not frames[3].any()
     _, mask, video_id = clips[1]
     assert video_id == "vid3" and mask.tolist() == [True, True, False, False]  # window [1, 3)
-    batch = collate_clips([clips[0], clips[1]])
-    assert batch[0].shape == (2, 4, 3, 32, 32) and batch[1].shape == (2, 4) and batch[2] == ["vid0", "vid3"]
 
 
 def test_pairs_all_captions_are_one_item_each(videos):

@@ -9,7 +9,7 @@ from cmadapter.config import EvalConfig
 from cmadapter.evaluation.evaluate import EvalData, evaluate
 from cmadapter.heads import MeanPool, TextConditionedPool
 from cmadapter.masks import frame_mask
-from conftest import random_video
+from helpers import random_video
 from toy_data import colour_eval
 
 BOOL = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)

@@ -20,7 +20,7 @@ from cmadapter.config import OptimConfig
 from cmadapter.methods import METHODS, create_method
 from cmadapter.training.loss import symmetric_infonce
 from cmadapter.training.optim import build_optimizer
-from conftest import TINY, perturb, random_video, weight_batched_matmuls
+from helpers import TINY, perturb, random_video, weight_batched_matmuls
 
 W = TINY.vision_width  # = TINY.text_width = 64
 assert TINY.text_width == W and TINY.vision_layers == TINY.text_layers == 2
@@ -278,6 +278,22 @@ def test_detach_restores_the_plain_backbone(tiny_weights, spec):
 
 
 NON_MODIFYING = [(s, i) for s, i in zip(SPECS, IDS) if not METHODS[s.name].modifies_backbone]
+
+
+@pytest.mark.parametrize("spec", [s for s, _ in NON_MODIFYING], ids=[i for _, i in NON_MODIFYING])
+def test_attaching_twice_is_refused_and_detach_then_attach_gives_the_same_model(tiny_weights, spec):
+    model = build_model(pretrained=tiny_weights, method=None)
+    torch.manual_seed(0)
+    model.add_adapter("a", create_method(spec.name, model.backbone, spec.options))
+    perturb(model.method)
+    adapted, structure = outputs(model), module_types(model)
+    with pytest.raises(RuntimeError, match="already attached"):
+        model.method.attach(model.backbone)
+    model.method.detach(model.backbone)
+    model.method.attach(model.backbone)
+    assert module_types(model) == structure
+    again = outputs(model)
+    assert all(torch.equal(again[t], adapted[t]) for t in TOWERS)
 
 
 @pytest.mark.parametrize("spec", [s for s, _ in NON_MODIFYING], ids=[i for _, i in NON_MODIFYING])

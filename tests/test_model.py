@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from cmadapter import CheckpointError, CmadapterError, build_model
-from conftest import random_video
+from helpers import random_video
 
 
 @pytest.fixture
@@ -112,6 +112,18 @@ def test_several_adapters_share_one_backbone_and_switch(model, tiny_weights, tmp
     assert shared.clip is clip
     assert set(shared.trainable_parameters()) == set(model.method.trainable_tensors())
     assert all(not t.requires_grad for t in shared.adapters["second"].trainable_tensors().values())
+
+    # Removing the active adapter leaves the plain backbone computing; the other adapter is untouched.
+    plain = build_model(pretrained=tiny_weights, method=None)
+    shared.remove_adapter("first")
+    assert shared.active_adapter is None and list(shared.adapters) == ["second"]
+    with torch.no_grad():
+        assert torch.equal(shared.encode_video(frames), plain.encode_video(frames))
+    with pytest.raises(CmadapterError, match="no adapter named 'first'; loaded: second"):
+        shared.remove_adapter("first")
+    shared.set_adapter("second")
+    with torch.no_grad():
+        assert torch.equal(shared(tokens, frames, None), expected_second)
 
 
 def test_adapter_on_another_architecture_fails_clearly(model, tmp_path):

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from cmadapter import CheckpointError, build_model
 from cmadapter.checkpoint import save_adapter_checkpoint
 from cmadapter.official import convert_official
-from conftest import TINY, random_video, tiny_state_dict
+from helpers import TINY, random_video, tiny_state_dict
 
 R, DS = 4, 8
 

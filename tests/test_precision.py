@@ -6,7 +6,7 @@ import torch
 from cmadapter import CmadapterError, build_model
 from cmadapter.precision import autocast
 from cmadapter.training.loss import symmetric_infonce
-from conftest import random_video
+from helpers import random_video
 
 
 def step(model, tokens, frames):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
 
 from cmadapter import build_model
 from cmadapter.backbone import Architecture, build_clip
 from cmadapter.demo.pretrain import (
-    CLIP_MEAN,
     DEMO_ARCHITECTURE,
     PretrainConfig,
     encode_text,
@@ -21,6 +22,7 @@ from cmadapter.demo.pretrain import (
 )
 from cmadapter.demo.synthetic import SyntheticConfig, object_frames, object_phrase
 from cmadapter.errors import CmadapterError
+from cmadapter.video.preprocess import CLIP_MEAN, to_model_input
 
 ARCH = Architecture(
     embed_dim=32,
@@ -139,6 +141,32 @@ def test_frames_are_clip_normalised():
     assert black.shape == (2, 3, 4, 4)
     expected = -torch.tensor(CLIP_MEAN) / torch.tensor([0.26862954, 0.26130258, 0.27577711])
     torch.testing.assert_close(black[0, :, 0, 0], expected)
+
+
+def test_frames_are_preprocessed_as_the_retrieval_pipeline_does():
+    frames = np.stack([f for f, _ in object_frames(SYNTHETIC, 3)])
+    assert torch.equal(frames_to_tensor(frames), to_model_input(frames)[0])
+
+
+@pytest.mark.parametrize(("steps", "warmup"), [(250, 25), (150, 15), (30, 7), (22, 15), (43, 23), (10, 0)])
+def test_the_schedule_is_the_library_one_with_exactly_the_warmup_steps(steps, warmup):
+    from cmadapter.demo.pretrain import _schedule
+    from cmadapter.training.optim import build_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(
+        optimizer, _schedule(dataclasses.replace(CONFIG, steps=steps, warmup_steps=warmup)), steps
+    )
+    factors = []
+    for _ in range(steps):
+        factors.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [
+        (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+        for s in range(steps)
+    ]
+    assert factors == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_feature_norm_is_what_the_config_asks(trained):

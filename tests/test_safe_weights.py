@@ -12,7 +12,7 @@ from cmadapter import CheckpointError, build_model, load_backbone
 from cmadapter.backbone import build_clip
 from cmadapter.cli import main
 from cmadapter.safe_weights import read_torchscript_weights
-from conftest import TINY, random_video
+from helpers import TINY, random_video
 
 pytestmark = pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::FutureWarning")
 

@@ -12,7 +12,8 @@ import pytest
 
 from cmadapter.errors import DataError
 from cmadapter.video import decode as video
-from cmadapter.video.decode import decode_grid, read_video_clip
+from cmadapter.video.decode import decode_grid
+from cmadapter.video.grid import read_video_clip
 from cmadapter.video.preprocess import resize_short_side
 from cmadapter.video.sampling import Sampling, exact, uniform_subset
 from cmadapter.video.truncation import TruncatedVideo, truncation_of

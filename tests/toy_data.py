@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from cmadapter.evaluation.evaluate import EvalData
 from cmadapter.training.data import TrainingData
+from cmadapter.video.preprocess import CLIP_MEAN, CLIP_STD
 
 COLOURS = {
     "red": (1.0, 0.1, 0.1),
@@ -22,8 +23,8 @@ COLOURS = {
     "white": (1.0, 1.0, 1.0),
     "black": (0.0, 0.0, 0.0),
 }
-MEAN = torch.tensor((0.48145466, 0.4578275, 0.40821073))[:, None, None]
-STD = torch.tensor((0.26862954, 0.26130258, 0.27577711))[:, None, None]
+MEAN = torch.tensor(CLIP_MEAN)[:, None, None]
+STD = torch.tensor(CLIP_STD)[:, None, None]
 
 
 def clip_frames(colour: str, seed: int, frames: int = 3, size: int = 32, valid: int | None = None):

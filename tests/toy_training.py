@@ -92,7 +92,7 @@ def encode(args, data) -> None:
     from cmadapter import build_model
     from cmadapter.config import EvalConfig
     from cmadapter.evaluation.evaluate import EvalData, encode_videos, evaluate
-    from conftest import perturb
+    from helpers import perturb
 
     context = init_distributed("cpu")
     try:

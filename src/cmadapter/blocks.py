@@ -2,9 +2,9 @@
 
 open_clip's block runs its Linear layers on 3-D activations. With the weights frozen and the input
 needing a gradient (every block below an adapter), autograd computes those input gradients as a batched
-matmul against an expanded copy of the weight: on CPU the profile of a ViT-B/32 adapter step showed
-``copy_`` and ``bmm`` taking most of the time, making the adapter step slower than full fine-tuning.
-Flattening the activations to [rows, width] first turns each of them into one plain ``mm``.
+matmul against an expanded copy of the weight: on CPU that ``copy_`` and ``bmm`` dominated the profile of an
+adapter step (docs/BENCHMARKS.md). Flattening the activations to [rows, width] first turns each of them into
+one plain ``mm``.
 
 ``flatten_blocks`` swaps each open_clip ``ResidualAttentionBlock`` of a model for a ``ResidualBlock``
 that holds the same parameter tensors (no copy) under the same sub-module names (``ln_1``, ``attn``,
@@ -26,11 +26,11 @@ class _ScoresAttention(torch.autograd.Function):
     """Softmax attention as plain batched matmuls, keeping only q, k, v and the log-sum-exp for backward
     and recomputing the probabilities there (flash attention also keeps the output, for the row sums of
     ``grad * out``; those equal the row sums of ``probs * (grad v^T)``, which backward computes anyway, so
-    the output, 7 MB a ViT-B/32 block at batch 8 x 12 frames, is not kept).
+    the output is not kept).
 
     For CLIP's short sequences (50 image tokens, 32 text tokens) on CPU, PyTorch's flash-attention backward
-    kernel took ~100 ms a ViT-B/32 block at batch 8 x 12 frames in bf16, five times its forward and ~15%
-    of a whole training step; this takes ~40 ms for forward and backward together, with the same memory.
+    kernel was several times slower than its forward, a large share of a training step; this is faster for
+    forward and backward together, with the same memory (figures in docs/BENCHMARKS.md).
     The matmuls run in the inputs' dtype (bf16 under autocast, as autocast's own math attention would), the
     softmax and its statistics in fp32. GPUs keep PyTorch's kernels.
     """
@@ -126,6 +126,11 @@ class Attention(nn.Module):
         return out.view(batch, rows, width)
 
 
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """CLIP's activation, ``x * sigmoid(1.702 x)``, as autograd composes it."""
+    return x * torch.sigmoid(1.702 * x)
+
+
 class _QuickGELUFunction(torch.autograd.Function):
     """``x * sigmoid(1.702 x)`` keeping only ``1.702 x`` for backward (autograd would keep ``x`` and the
     sigmoid): ``x * sigmoid(1.702 x) = silu(1.702 x) / 1.702``, so the gradient is ``silu``'s at ``1.702 x``,
@@ -150,7 +155,7 @@ class QuickGELU(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if torch.is_grad_enabled() and x.requires_grad:
             return _QuickGELUFunction.apply(x)
-        return x * torch.sigmoid(1.702 * x)
+        return quick_gelu(x)
 
 
 class ResidualBlock(nn.Module):
@@ -163,8 +168,8 @@ class ResidualBlock(nn.Module):
     Given ``rows`` (a position per sequence) the block returns only that token of each sequence, [B, 1, W],
     attending over all of them: the last block of a tower that pools one token need not compute the
     others, whose outputs nothing reads. Everything after attention works per token, so the pooled token's
-    result is the same; this saves the MLP and output projection of every other token (6% of a ViT-B/32
-    training step's FLOPs). ``first_token_only`` does this for the first token by default (the image
+    result is the same; this saves the MLP and output projection of every other token (docs/BENCHMARKS.md
+    has what that saves). ``first_token_only`` does this for the first token by default (the image
     tower's last block, which pools its class token); ``run_blocks`` passes the text tower's positions.
     """
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 
 from .architecture import Architecture
 from .errors import CheckpointError
+from .files import atomic_path
 
 FORMAT = "cmadapter.adapter"
 FORMAT_VERSION = 1
@@ -45,7 +45,6 @@ def save_adapter_checkpoint(checkpoint: AdapterCheckpoint, path: str | os.PathLi
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -58,14 +57,8 @@ def save_adapter_checkpoint(checkpoint: AdapterCheckpoint, path: str | os.PathLi
         "versions": checkpoint.versions or current_versions(),
     }
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in checkpoint.tensors.items()}
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata={_METADATA_KEY: json.dumps(config)})
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as temporary:
+        save_file(tensors, temporary, metadata={_METADATA_KEY: json.dumps(config)})
     return path
 
 

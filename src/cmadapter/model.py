@@ -18,6 +18,7 @@ from torch import nn
 from .backbone import Backbone, load_backbone, looks_like_path
 from .blocks import run_blocks
 from .checkpoint import AdapterCheckpoint, current_versions, load_adapter_checkpoint, save_adapter_checkpoint
+from .config import ModelConfig
 from .errors import CheckpointError, CmadapterError
 from .heads import create_head
 from .masks import frame_mask as as_frame_mask
@@ -94,6 +95,9 @@ class RetrievalModel(nn.Module):
             self.set_head(spec.pop("name"), **spec)
 
     def remove_adapter(self, name: str) -> None:
+        """Forget adapter ``name`` (the plain backbone becomes active if it was); its tensors go with it."""
+        if name not in self.adapters:
+            raise CmadapterError(f"no adapter named {name!r}; loaded: {', '.join(self.adapters) or 'none'}")
         if name == self.active_adapter:
             self.set_adapter(None)
         del self.adapters[name]
@@ -339,3 +343,27 @@ def build_model(
         elif method_options:
             raise CmadapterError(f"options {sorted(method_options)} given without a method")
     return model.to(device)
+
+
+def build_model_from_config(
+    config: ModelConfig,
+    device: str | torch.device = "cpu",
+    *,
+    adapter: str | os.PathLike | None = None,
+    method: str | None = _UNSET,
+) -> RetrievalModel:
+    """The model a config's ``model`` section describes; ``method`` replaces its method (None: the plain
+    backbone). With ``adapter`` the method, head and context length come from that checkpoint instead."""
+    if adapter is not None:
+        return build_model(config.backbone, config.pretrained, adapter=adapter, device=device)
+    method = config.method if method is _UNSET else method
+    return build_model(
+        config.backbone,
+        config.pretrained,
+        method=method,
+        head=config.head,
+        context_length=config.context_length,
+        temperature=config.temperature if config.head == "text-pool" else None,
+        device=device,
+        **(config.method_options if method is not None else {}),
+    )

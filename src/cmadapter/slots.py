@@ -11,8 +11,9 @@ Three places, each an identity in CLIP, so an empty slot computes exactly the pl
 - ``block.entry`` of every ``blocks.ResidualBlock`` (ours): the block's input [N, L, W]; deep prompts
   overwrite their tokens here.
 
-A method puts a module into a slot with ``plug`` when it attaches and puts the original back with ``unplug``
-when it detaches; model code never asks which method is active.
+A method puts a module into a slot with ``plug`` when it attaches (``methods.base.Method.attach``) and puts
+the original back when it detaches; model code never asks which method is active. The adapters' slots are
+open_clip's layer scales ``ls_1`` and ``ls_2`` of every block (identities in CLIP; see ``methods.adapter``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def is_empty(module: nn.Module) -> bool:
 
 
 def plug(parent: nn.Module, attribute: str, module: nn.Module) -> nn.Module:
-    """Put ``module`` into ``parent.attribute``; return what was there, for ``unplug``.
+    """Put ``module`` into ``parent.attribute``; return what was there, to put back on detach.
 
     An empty slot is replaced. A slot holding a real module (e.g. open_clip's PatchDropout in a model trained
     with it) keeps it and runs ``module`` after it, so inserted tokens are never dropped.
@@ -47,7 +48,3 @@ def plug(parent: nn.Module, attribute: str, module: nn.Module) -> nn.Module:
     original = getattr(parent, attribute)
     setattr(parent, attribute, module if is_empty(original) else nn.Sequential(original, module))
     return original
-
-
-def unplug(parent: nn.Module, attribute: str, original: nn.Module) -> None:
-    setattr(parent, attribute, original)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import statistics
 import time
 
-import torch
 from torch.utils.data import DataLoader
 
 from ..config import RunConfig
@@ -15,15 +14,15 @@ from ..config import RunConfig
 def benchmark(config: RunConfig, *, batches: int = 20, steps: int = 3) -> dict:
     from ..config import OptimConfig
     from ..datasets.clips import loader_settings
+    from ..model import build_model_from_config
     from ..precision import DTYPES
     from ..training.data import build_training_data, frame_source
     from ..training.distributed import DistributedContext, resolve_device
-    from ..training.optim import build_optimizer
     from ..training.sampler import EpochBatchSampler
-    from ..training.stepper import Stepper, build_model_from_config
+    from ..training.stepper import build_stepper
 
     device = resolve_device(config.train.device)
-    model = build_model_from_config(config, device)
+    model = build_model_from_config(config.model, device)
     data = build_training_data(config, model)
     batch = config.train.batch_size
     sampler = EpochBatchSampler(len(data.train), batch, seed=config.train.seed)
@@ -42,11 +41,8 @@ def benchmark(config: RunConfig, *, batches: int = 20, steps: int = 3) -> dict:
     if model.method is not None:
         if config.train.frozen_weights_in_autocast_dtype:
             model.store_frozen_weights(DTYPES[config.train.precision])
-        optimizer = build_optimizer(model.method, OptimConfig())
-        scaler = torch.amp.GradScaler(device.type, enabled=config.train.precision == "fp16")
-        stepper = Stepper(
-            model, optimizer, None, scaler, config.train.precision, DistributedContext(device=device), 1.0
-        )
+        # The recipe's optimizer at a constant rate: a step's cost does not depend on the schedule.
+        stepper = build_stepper(model, OptimConfig(), config.train.precision, DistributedContext(device=device))
         tokens, frames, mask, _ = first
         times = []
         for _ in range(steps + 1):

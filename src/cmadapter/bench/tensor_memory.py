@@ -2,8 +2,8 @@
 
 A process's resident set also counts what the C allocator keeps after tensors are freed. glibc's heap
 does not return the gaps between tensors that are still alive, and an adapter step (many activations of
-a few similar sizes, freed in the reverse order) leaves ~0.6 GB of them at the end of a ViT-B/32 forward
-pass (``mallinfo2``: 88 free chunks of 0.5-22 MB, 0.57 GB). This counts only the bytes PyTorch's allocator
+a few similar sizes, freed in the reverse order) leaves a large share of its peak in them at the end of a
+forward pass (``mallinfo2`` figures in docs/BENCHMARKS.md). This counts only the bytes PyTorch's allocator
 hands out: what the step's tensors held when it began, plus the highest running total of the
 allocations and frees the profiler records during the step.
 """

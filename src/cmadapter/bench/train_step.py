@@ -47,14 +47,13 @@ def measure(settings: TrainStepSettings) -> dict:
     from ..model import build_model
     from ..training.distributed import DistributedContext, resolve_device
     from ..training.memory import peak_memory_mb, resident_memory_mb
-    from ..training.optim import build_optimizer
-    from ..training.stepper import Stepper
+    from ..training.stepper import build_stepper
 
     device = resolve_device(settings.device)
     import open_clip  # noqa: F401  (imported by building the model anyway; here so the baseline holds it)
 
-    # What the libraries alone hold (torch, open_clip, torchvision: ~0.75 GB of RSS on CPU), the same for
-    # every method; subtracting it gives the CPU counterpart of CUDA's max_memory_allocated.
+    # What the libraries alone hold (torch, open_clip, torchvision), the same for every method;
+    # subtracting it gives the CPU counterpart of CUDA's max_memory_allocated.
     libraries_mb = resident_memory_mb() if device.type == "cpu" else 0.0
     torch.manual_seed(0)
     model = build_model(
@@ -63,9 +62,8 @@ def measure(settings: TrainStepSettings) -> dict:
     if settings.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
     model.store_frozen_weights(DTYPES[settings.precision])  # as the trainer does
-    optimizer = build_optimizer(model.method, OptimConfig())
-    scaler = torch.amp.GradScaler(device.type, enabled=settings.precision == "fp16")
-    stepper = Stepper(model, optimizer, None, scaler, settings.precision, DistributedContext(device=device), 1.0)
+    stepper = build_stepper(model, OptimConfig(), settings.precision, DistributedContext(device=device))
+    optimizer = stepper.optimizer
     size = model.image_size
     frames = torch.randn(settings.batch, settings.frames, 3, size, size, device=device)
     mask = torch.ones(settings.batch, settings.frames, dtype=torch.bool, device=device)
@@ -86,7 +84,7 @@ def measure(settings: TrainStepSettings) -> dict:
         times.append(time.perf_counter() - began)
     seconds = statistics.median(times)
     peak = peak_memory_mb(device)  # before the counted step: under the FLOP counter, checkpointed blocks
-    # keep what they would otherwise drop, which raised this peak by ~1.2 GB (ViT-B/32, 12 frames, batch 8)
+    # keep what they would otherwise drop, which raised this peak (docs/BENCHMARKS.md)
     if device.type == "cpu":
         optimizer_state = [t for state in optimizer.state.values() for t in state.values() if torch.is_tensor(t)]
         grads = [p.grad for p in model.parameters() if p.grad is not None]

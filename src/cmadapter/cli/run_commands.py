@@ -66,6 +66,7 @@ def add_eval(sub) -> None:
 def run_compare(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..evaluation.compare import compare, plan_runs
+    from ..evaluation.tables import ZERO_SHOT, markdown_table
 
     base = load_config(args.config, list(args.overrides))
     sizes = {}
@@ -76,8 +77,6 @@ def run_compare(args: argparse.Namespace) -> int:
     runs = plan_runs(csv_list(args.methods), sizes, base_options)
     out = Path(args.out or base.run_dir / "comparison")
     table = compare(base, runs, out)
-    from ..evaluation.compare import ZERO_SHOT, markdown_table
-
     print(markdown_table(table["methods"]))
     trained = [label for label, row in table["methods"].items() if row["method"] != ZERO_SHOT]
     if trained:
@@ -106,15 +105,14 @@ def add_compare(sub) -> None:
 
 def run_demo_command(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
-    from ..evaluation.compare import markdown_table
+    from ..evaluation.tables import gain_line, markdown_table
 
     results = run_demo(args.out, quick=args.quick, methods=csv_list(args.methods), progress=not args.no_progress)
-    methods = results["methods"]
     print()
-    print(markdown_table(methods))
-    if "cross-modal" in methods and "zero-shot" in methods:
-        gain = methods["cross-modal"]["t2v"]["R1"] - methods["zero-shot"]["t2v"]["R1"]
-        print(f"Cross-Modal Adapter text→video R@1 over zero-shot: {gain:+.1f} points.")
+    print(markdown_table(results["methods"]))
+    gain = gain_line(results["methods"])
+    if gain:
+        print(gain)
     print(f"{results['timings_seconds']['total']:.0f} s in all.")
     print(
         f"Results: {args.out}/results.json, results.md, recall_vs_params.png; runs and TensorBoard events in "

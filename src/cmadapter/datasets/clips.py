@@ -174,12 +174,6 @@ def collate(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, torch.T
     return torch.stack(tokens), torch.stack(frames), torch.stack(masks), list(ids)
 
 
-def collate_clips(batch: Sequence[tuple]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Clips -> ``(frames [B, T, 3, S, S], mask [B, T], ids)``."""
-    frames, masks, ids = zip(*batch)
-    return torch.stack(frames), torch.stack(masks), list(ids)
-
-
 def loader_settings(device: torch.device | str, workers: int, seed: int | None = None) -> dict:
     """DataLoader keyword arguments that keep the model fed (pass ``collate_fn`` yourself).
 

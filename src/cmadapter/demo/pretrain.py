@@ -28,8 +28,12 @@ from torch import nn
 
 from ..architecture import Architecture
 from ..backbone import build_clip
+from ..config import OptimConfig
 from ..errors import CmadapterError
+from ..files import atomic_path, atomic_write_text
 from ..tokenizer import Tokenizer
+from ..training.optim import build_scheduler
+from ..video.preprocess import normalize_
 from .synthetic import (
     GENERATOR_VERSION,
     STILL_TEMPLATES,
@@ -55,10 +59,6 @@ DEMO_ARCHITECTURE = Architecture(
     vocab_size=49408,
     activation="quick_gelu",  # what the loader assumes for a file without a model name, as OpenAI's
 )
-
-# CLIP's normalisation, which the retrieval pipeline applies to every frame.
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 @dataclass(frozen=True)
@@ -136,44 +136,77 @@ def pretrain(
             f"{synthetic.frame_size}px; make them equal"
         )
     path = Path(path)
-    record = path.with_name(path.name + ".json")
     settings = {"pretrain": config.to_dict(), "synthetic": _appearance_settings(synthetic)}
     if path.exists() and not overwrite:
-        stored = json.loads(record.read_text()) if record.is_file() else {}
-        if stored.get("settings") == settings:
-            return PretrainResult(
-                path=path,
-                architecture=arch,
-                frame_accuracy=stored["frame_accuracy"],
-                logit_scale=stored["logit_scale"],
-                reused=True,
-            )
-        # Never replace a file we cannot tell is ours (it could be real CLIP weights).
-        raise CmadapterError(
-            f"{path} exists but was not pretrained with these settings (see {record}); "
-            "pass overwrite=True or choose another path"
-        )
-
-    from tqdm.auto import tqdm
+        return _reuse(path, settings, arch)
 
     start = time.perf_counter()
     tokenizer = Tokenizer(context_length=config.text_context)
     caption_tokens = tokenizer([object_phrase(o) for o in synthetic.objects])  # one per object, for eval
-    frames, captions, sets = still_frames(synthetic, config.num_frames, offset=0, max_objects=config.max_objects)
-    rng = np.random.default_rng(config.seed)
-    losses: list[float] = []
+    model = initial_model(config)
+    losses = train_on_stills(model, config, synthetic, tokenizer, progress=progress)
+    accuracy = finish(model, config, synthetic, caption_tokens)
+    logit_scale = model.logit_scale.exp().item()
+    summary = {"settings": settings, "frame_accuracy": accuracy, "logit_scale": logit_scale, "final_loss": losses[-1]}
+    _save(model, path, summary)
+    return PretrainResult(
+        path=path,
+        architecture=arch,
+        losses=losses,
+        frame_accuracy=accuracy,
+        logit_scale=logit_scale,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _record(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def _reuse(path: Path, settings: dict[str, Any], arch: Architecture) -> PretrainResult:
+    """The result of an earlier run that saved ``path`` with these settings; never a file we cannot tell is ours
+    (it could be real CLIP weights)."""
+    record = _record(path)
+    stored = json.loads(record.read_text()) if record.is_file() else {}
+    if stored.get("settings") != settings:
+        raise CmadapterError(
+            f"{path} exists but was not pretrained with these settings (see {record}); "
+            "pass overwrite=True or choose another path"
+        )
+    return PretrainResult(
+        path=path,
+        architecture=arch,
+        frame_accuracy=stored["frame_accuracy"],
+        logit_scale=stored["logit_scale"],
+        reused=True,
+    )
+
+
+def initial_model(config: PretrainConfig) -> nn.Module:
+    """A randomly initialised CLIP from ``config.seed``, ready to train, with CLIP's initial temperature."""
     # Our own RNG stream for the weight init, leaving the caller's global torch RNG as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        model = build_clip(arch)
+        model = build_clip(config.architecture)
     with torch.no_grad():
         model.logit_scale.fill_(math.log(config.init_logit_scale))
     # The token embedding stays as initialised: random rows are already distinct enough for the few words
     # the captions use, and AdamW then skips its 49408 rows (6.3M of the demo model's 7.6M parameters).
     model.token_embedding.weight.requires_grad_(False)
-    model.train()
+    return model.train()
+
+
+def train_on_stills(
+    model: nn.Module, config: PretrainConfig, synthetic: SyntheticConfig, tokenizer: Tokenizer, *, progress: bool
+) -> list[float]:
+    """``config.steps`` contrastive steps on random batches of still frames; the loss of each step."""
+    from tqdm.auto import tqdm
+
+    frames, captions, sets = still_frames(synthetic, config.num_frames, offset=0, max_objects=config.max_objects)
+    rng = np.random.default_rng(config.seed)
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr, betas=(0.9, 0.98), eps=1e-6)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _lr_factor(step, config))
+    schedule = build_scheduler(optimizer, _schedule(config), config.steps)
+    losses: list[float] = []
     bar = tqdm(range(config.steps), desc="pretrain tiny CLIP", unit="step", disable=not progress)
     for _ in bar:
         batch = rng.choice(config.num_frames, config.batch_size, replace=False)
@@ -188,30 +221,32 @@ def pretrain(
             model.logit_scale.clamp_(0, math.log(100))
         losses.append(loss.item())
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
+
+
+def _schedule(config: PretrainConfig) -> OptimConfig:
+    """The library's warm-up then cosine over ``config.steps``, warming up for ``config.warmup_steps``."""
+    # The library states warm-up as a fraction of all steps and takes int(fraction * steps) of them; half a
+    # step more makes that product land on warmup_steps exactly, whatever the rounding of the division.
+    return OptimConfig(warmup=(config.warmup_steps + 0.5) / config.steps, schedule="cosine")
+
+
+def finish(model: nn.Module, config: PretrainConfig, synthetic: SyntheticConfig, caption_tokens: torch.Tensor) -> float:
+    """Set the feature norm and measure the appearance accuracy on held-out frames (past the training ones,
+    one object each, classified among all objects' names)."""
     model.eval()
-    # Held out: frames past the training ones, one object each, classified among all objects' names.
     eval_frames, _, eval_sets = still_frames(synthetic, config.eval_frames, offset=config.num_frames)
     index = {o: i for i, o in enumerate(synthetic.objects)}
     eval_labels = np.asarray([index[next(iter(objects))] for objects in eval_sets])
     if config.feature_norm is not None:
         set_feature_norm(model, eval_frames, caption_tokens, config.feature_norm)
-    accuracy = appearance_accuracy(model, eval_frames, eval_labels, caption_tokens)
-    logit_scale = model.logit_scale.exp().item()
+    return appearance_accuracy(model, eval_frames, eval_labels, caption_tokens)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, partial)
-    os.replace(partial, path)  # never a half-written weights file under the real name
-    summary = {"settings": settings, "frame_accuracy": accuracy, "logit_scale": logit_scale, "final_loss": losses[-1]}
-    record.write_text(json.dumps(summary, indent=1, sort_keys=True) + "\n")
-    return PretrainResult(
-        path=path,
-        architecture=arch,
-        losses=losses,
-        frame_accuracy=accuracy,
-        logit_scale=logit_scale,
-        seconds=time.perf_counter() - start,
-    )
+
+def _save(model: nn.Module, path: Path, summary: dict[str, Any]) -> None:
+    with atomic_path(path) as temporary:  # never a half-written weights file under the real name
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, temporary)
+    atomic_write_text(_record(path), json.dumps(summary, indent=1, sort_keys=True) + "\n")
 
 
 def _appearance_settings(synthetic: SyntheticConfig) -> dict[str, Any]:
@@ -222,11 +257,7 @@ def _appearance_settings(synthetic: SyntheticConfig) -> dict[str, Any]:
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
     """uint8 RGB [..., H, W, 3] -> CLIP-normalised float [..., 3, H, W]."""
-    x = torch.from_numpy(np.ascontiguousarray(frames)).float().div_(255)
-    x = x.movedim(-1, -3)
-    mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return normalize_(torch.from_numpy(np.ascontiguousarray(frames)).float().movedim(-1, -3))
 
 
 def still_frames(
@@ -308,10 +339,3 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
         exclude = parameter.ndim < 2 or "ln" in name or "bias" in name or "logit_scale" in name
         (no_decay if exclude else decay).append(parameter)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def _lr_factor(step: int, config: PretrainConfig) -> float:
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))

@@ -22,7 +22,8 @@ from typing import Any
 
 from ..config import RunConfig, load_config
 from ..errors import CmadapterError
-from ..evaluation.compare import ZERO_SHOT, MethodRun, compare, expand_methods, markdown_table
+from ..evaluation.compare import MethodRun, compare, expand_methods
+from ..evaluation.tables import ZERO_SHOT, gain_line, markdown_table
 from .dataset_files import generate_dataset
 from .pretrain import PretrainConfig, pretrain
 from .synthetic import SyntheticConfig
@@ -187,10 +188,8 @@ def _report(out: Path, variant: str, data, table: dict[str, Any]) -> dict[str, A
 
 def results_markdown(results: dict[str, Any]) -> str:
     methods = results["methods"]
-    gain = ""
-    if "cross-modal" in methods and ZERO_SHOT in methods:
-        points = methods["cross-modal"]["t2v"]["R1"] - methods[ZERO_SHOT]["t2v"]["R1"]
-        gain = f"\nCross-Modal Adapter text→video R@1 over zero-shot: {points:+.1f} points.\n"
+    gain = gain_line(methods)
+    gain = f"\n{gain}\n" if gain else ""
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_seconds"].items())
     return (
         f"# cmadapter demo ({results['variant']})\n\n"

@@ -21,11 +21,9 @@ from typing import Any
 from ..config import RunConfig, load_config, save_config
 from ..config_validation import validate_config
 from ..errors import CmadapterError
-from .tables import format_eval, summary_line
+from .tables import ZERO_SHOT, format_eval, markdown_table, summary_line
 
 log = logging.getLogger(__name__)
-
-ZERO_SHOT = "zero-shot"
 
 
 @dataclass
@@ -165,29 +163,6 @@ def add_relative(results: dict[str, dict[str, Any]]) -> None:
         row["memory_vs_full"] = (
             row["peak_memory_mb"] / full["peak_memory_mb"] if full and trained and full["peak_memory_mb"] else None
         )
-
-
-def markdown_table(results: dict[str, dict[str, Any]]) -> str:
-    def number(value, fmt="{:.1f}"):
-        return "–" if value is None else fmt.format(value)
-
-    head = (
-        "| method | trainable params | % of total | T2V R@1 | R@5 | R@10 | MnR | V2T R@1 | R@5 | R@10 | MnR "
-        "| s/step | time vs full | peak memory (MB) | memory vs full |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
-    )
-    rows = []
-    for label, r in results.items():
-        share = 100.0 * r["trainable_params"] / r["total_params"] if r["total_params"] else None
-        t, v = r["t2v"], r["v2t"]
-        rows.append(
-            f"| {label} | {r['trainable_params']:,} | {number(share, '{:.2f}')} "
-            f"| {t['R1']:.1f} | {t['R5']:.1f} | {t['R10']:.1f} | {t['MnR']:.1f} "
-            f"| {v['R1']:.1f} | {v['R5']:.1f} | {v['R10']:.1f} | {v['MnR']:.1f} "
-            f"| {number(r['step_seconds'], '{:.3f}')} | {number(r['time_vs_full'], '{:.2f}×')} "
-            f"| {number(r['peak_memory_mb'], '{:.0f}')} | {number(r['memory_vs_full'], '{:.2f}×')} |"
-        )
-    return head + "\n".join(rows) + "\n"
 
 
 def _style(method: str) -> dict[str, Any]:

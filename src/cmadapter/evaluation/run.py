@@ -6,7 +6,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..config_validation import validate_config
-from ..model import build_model
+from ..model import build_model_from_config
 from ..training.data import build_eval_data
 from ..training.distributed import init_distributed, shutdown_distributed
 from ..training.memory import peak_memory_mb
@@ -16,19 +16,9 @@ from .evaluate import evaluate
 def build_run_model(config: RunConfig, adapter: str | None, *, device="cpu") -> tuple[Any, str]:
     """The model a config evaluates with an adapter checkpoint, or zero-shot (the frozen backbone with the
     config's head) without one; and a label for it."""
+    model = build_model_from_config(config.model, device, adapter=adapter, method=None)
     m = config.model
-    if adapter is not None:
-        return build_model(m.backbone, m.pretrained, adapter=adapter, device=device), f"adapter {adapter}"
-    model = build_model(
-        m.backbone,
-        m.pretrained,
-        method=None,
-        head=m.head,
-        context_length=m.context_length,
-        temperature=m.temperature if m.head == "text-pool" else None,
-        device=device,
-    )
-    return model, f"zero-shot {m.backbone or m.pretrained}"
+    return model, f"adapter {adapter}" if adapter is not None else f"zero-shot {m.backbone or m.pretrained}"
 
 
 def evaluate_config(

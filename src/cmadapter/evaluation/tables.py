@@ -1,8 +1,11 @@
-"""Results as text: the one-line summary of a training run and the table of an evaluation."""
+"""Results as text: the one-line summary of a training run, the table of an evaluation, the Markdown table
+of several methods and the line that says what the Cross-Modal Adapter gained over zero-shot."""
 
 from __future__ import annotations
 
 from typing import Any
+
+ZERO_SHOT = "zero-shot"  # the frozen backbone, evaluated without training
 
 
 def summary_line(results: dict[str, Any]) -> str:
@@ -32,3 +35,34 @@ def format_eval(results: dict) -> str:
                 f"MdR {m['MdR']:.1f}  MnR {m['MnR']:.1f}"
             )
     return "\n".join(lines)
+
+
+def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+    def number(value, fmt="{:.1f}"):
+        return "–" if value is None else fmt.format(value)
+
+    head = (
+        "| method | trainable params | % of total | T2V R@1 | R@5 | R@10 | MnR | V2T R@1 | R@5 | R@10 | MnR "
+        "| s/step | time vs full | peak memory (MB) | memory vs full |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    )
+    rows = []
+    for label, r in results.items():
+        share = 100.0 * r["trainable_params"] / r["total_params"] if r["total_params"] else None
+        t, v = r["t2v"], r["v2t"]
+        rows.append(
+            f"| {label} | {r['trainable_params']:,} | {number(share, '{:.2f}')} "
+            f"| {t['R1']:.1f} | {t['R5']:.1f} | {t['R10']:.1f} | {t['MnR']:.1f} "
+            f"| {v['R1']:.1f} | {v['R5']:.1f} | {v['R10']:.1f} | {v['MnR']:.1f} "
+            f"| {number(r['step_seconds'], '{:.3f}')} | {number(r['time_vs_full'], '{:.2f}×')} "
+            f"| {number(r['peak_memory_mb'], '{:.0f}')} | {number(r['memory_vs_full'], '{:.2f}×')} |"
+        )
+    return head + "\n".join(rows) + "\n"
+
+
+def gain_line(results: dict[str, dict[str, Any]]) -> str | None:
+    """Text→video R@1 points the Cross-Modal Adapter gained over zero-shot, when both are in ``results``."""
+    if "cross-modal" not in results or ZERO_SHOT not in results:
+        return None
+    points = results["cross-modal"]["t2v"]["R1"] - results[ZERO_SHOT]["t2v"]["R1"]
+    return f"Cross-Modal Adapter text→video R@1 over zero-shot: {points:+.1f} points."

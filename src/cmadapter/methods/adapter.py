@@ -2,8 +2,8 @@
 
 open_clip's residual block computes ``x + ls_1(attn(ln_1(x)))`` then ``x + ls_2(mlp(ln_2(x)))``; ``ls_1``
 and ``ls_2`` (identity for CLIP) are exactly where the paper puts its adapters: on each sub-layer's
-output, before the residual add. So an adapter is attached by replacing those slots, and detached by
-putting the originals back; the block's own forward stays open_clip's.
+output, before the residual add. So an adapter is attached by plugging it into those slots (``SLOTS``,
+``slots.plug``) and detached by putting the originals back; the block's own forward stays open_clip's.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..blocks import quick_gelu
+
 SLOTS = {"attn": "ls_1", "mlp": "ls_2"}  # adapter position -> open_clip block attribute
 INIT_STD = 0.01
-
-
-def quick_gelu(x: torch.Tensor) -> torch.Tensor:
-    return x * torch.sigmoid(1.702 * x)
 
 
 def init_adapter_linear(linear: nn.Linear) -> None:
@@ -57,18 +55,6 @@ class Adapter(nn.Module):
         weight, bias = self.up_weight_and_bias()
         delta = F.linear(quick_gelu(self.down(rows)), weight, bias)
         return h + delta.view(h.shape)
-
-
-def attach_to_slot(block: nn.Module, position: str, module: nn.Module) -> nn.Module:
-    """Put ``module`` after the block's own layer-scale at ``position``; return what was there."""
-    slot = SLOTS[position]
-    original = getattr(block, slot)
-    setattr(block, slot, module if isinstance(original, nn.Identity) else nn.Sequential(original, module))
-    return original
-
-
-def restore_slot(block: nn.Module, position: str, original: nn.Module) -> None:
-    setattr(block, SLOTS[position], original)
 
 
 def pair_blocks(vision_layers: int, text_layers: int) -> list[tuple[int, int]]:

@@ -65,6 +65,7 @@ class WithParallelAdapter(nn.Module):
 class AdaptFormer(Method):
     name = "adaptformer"
     Options = AdaptFormerOptions
+    placement = "replace"
 
     def __init__(self, backbone: Backbone, options: AdaptFormerOptions):
         super().__init__(backbone, options)
@@ -75,23 +76,12 @@ class AdaptFormer(Method):
 
         self.vision = tower(arch.vision_layers, arch.vision_width)
         self.text = tower(arch.text_layers, arch.text_width)
-        self._originals: list[tuple[nn.Module, nn.Module]] = []
 
-    def attach(self, backbone: Backbone) -> None:
-        if self.attached:
-            raise RuntimeError("adapter is already attached")
+    def placements(self, backbone: Backbone):
         for blocks, adapters in ((backbone.vision_blocks, self.vision), (backbone.text_blocks, self.text)):
             for block, adapter in zip(blocks, adapters, strict=True):
                 # The wrapper is made here, not kept: owning the MLP would make its frozen tensors ours.
-                self._originals.append((block, block.mlp))
-                block.mlp = WithParallelAdapter(block.mlp, adapter)
-        self.attached = True
-
-    def detach(self, backbone: Backbone) -> None:
-        for block, mlp in reversed(self._originals):
-            block.mlp = mlp
-        self._originals.clear()
-        self.attached = False
+                yield block, "mlp", WithParallelAdapter(block.mlp, adapter)
 
     def trainable_tensors(self) -> dict[str, nn.Parameter]:
         return self.submodule_tensors("vision", "text")

@@ -1,8 +1,10 @@
 """The interface every adaptation method implements.
 
 A method is built against a backbone (it reads tensor shapes off it), owns its trainable tensors under
-stable names, and attaches itself to the backbone (puts its modules into the backbone's slots) or
-detaches (restores them). Checkpoints store ``trainable_tensors()`` and ``describe()`` and nothing else.
+stable names, and attaches itself to the backbone (puts its modules into the backbone's slots or in place
+of its layers, as ``placements`` lists them) or detaches (puts back what was there, which this base class
+keeps for every method, as peft's ``BaseTuner`` does). Checkpoints store ``trainable_tensors()`` and
+``describe()`` and nothing else.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 import dataclasses
 import typing
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
 
 from ..backbone import Backbone
 from ..errors import CheckpointError, CmadapterError
+from ..slots import plug
 
 
 @dataclasses.dataclass
@@ -34,19 +38,42 @@ class Method(nn.Module, ABC):
     # be switched on a shared backbone without reloading it.
     modifies_backbone: ClassVar[bool] = False
 
+    # How ``attach`` places a module: "slot" puts it into an identity slot (``slots.plug``: after what a
+    # non-empty slot already holds); "replace" puts it where the backbone's own layer was.
+    placement: ClassVar[Literal["slot", "replace"]] = "slot"
+
     def __init__(self, backbone: Backbone, options: MethodOptions):
         super().__init__()
         options.validate(backbone)
         self.options = options
         self.attached = False
+        # What attach displaced, as (parent, attribute, original), for detach to put back. A plain list,
+        # not registered: the originals belong to the backbone.
+        self._originals: list[tuple[nn.Module, str, nn.Module]] = []
 
-    @abstractmethod
+    def placements(self, backbone: Backbone) -> Iterator[tuple[nn.Module, str, nn.Module]]:
+        """Where this method's modules go: (parent, attribute, module), in order."""
+        return iter(())
+
     def attach(self, backbone: Backbone) -> None:
         """Put this method's modules into the backbone; afterwards the backbone computes the adapted model."""
+        if self.attached:
+            raise RuntimeError(f"method {self.name!r} is already attached")
+        for parent, attribute, module in self.placements(backbone):
+            if self.placement == "slot":
+                original = plug(parent, attribute, module)
+            else:
+                original = getattr(parent, attribute)
+                setattr(parent, attribute, module)
+            self._originals.append((parent, attribute, original))
+        self.attached = True
 
-    @abstractmethod
     def detach(self, backbone: Backbone) -> None:
         """Undo ``attach``: the backbone computes the plain model again."""
+        for parent, attribute, original in reversed(self._originals):
+            setattr(parent, attribute, original)
+        self._originals.clear()
+        self.attached = False
 
     @abstractmethod
     def trainable_tensors(self) -> dict[str, nn.Parameter]:

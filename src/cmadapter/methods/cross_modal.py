@@ -13,7 +13,7 @@ from torch import nn
 
 from ..backbone import Backbone
 from ..errors import CmadapterError
-from .adapter import SLOTS, Adapter, attach_to_slot, init_adapter_linear, pair_blocks, restore_slot
+from .adapter import SLOTS, Adapter, init_adapter_linear, pair_blocks
 from .base import Method, MethodOptions
 
 
@@ -80,26 +80,16 @@ class CrossModalAdapter(Method):
 
         self.vision = tower(arch.vision_layers, arch.vision_width, vision_partner)
         self.text = tower(arch.text_layers, arch.text_width, text_partner)
-        self._originals: list[tuple[nn.Module, str, nn.Module]] = []
 
     @property
     def shared_dim(self) -> int:
         return self.options.shared_dim
 
-    def attach(self, backbone: Backbone) -> None:
-        if self.attached:
-            raise RuntimeError("adapter is already attached")
+    def placements(self, backbone: Backbone):
         for blocks, adapters in ((backbone.vision_blocks, self.vision), (backbone.text_blocks, self.text)):
             for block, per_position in zip(blocks, adapters, strict=True):
                 for position, adapter in per_position.items():
-                    self._originals.append((block, position, attach_to_slot(block, position, adapter)))
-        self.attached = True
-
-    def detach(self, backbone: Backbone) -> None:
-        for block, position, original in reversed(self._originals):
-            restore_slot(block, position, original)
-        self._originals.clear()
-        self.attached = False
+                    yield block, SLOTS[position], adapter
 
     def trainable_tensors(self) -> dict[str, nn.Parameter]:
         tensors: dict[str, nn.Parameter] = {}

@@ -71,6 +71,7 @@ def base_layer(module: nn.Module | None) -> nn.Module | None:
 class LoRA(Method):
     name = "lora"
     Options = LoRAOptions
+    placement = "replace"
 
     def __init__(self, backbone: Backbone, options: LoRAOptions):
         super().__init__(backbone, options)
@@ -114,21 +115,9 @@ class LoRA(Method):
                     )
                     self._placements.append((parent, attribute, layer))
                 getattr(self, tower).append(matrices)
-        self._originals: list[tuple[nn.Module, str, nn.Module]] = []
 
-    def attach(self, backbone: Backbone) -> None:
-        if self.attached:
-            raise RuntimeError("LoRA is already attached")
-        for parent, attribute, layer in self._placements:
-            self._originals.append((parent, attribute, getattr(parent, attribute)))
-            setattr(parent, attribute, layer)
-        self.attached = True
-
-    def detach(self, backbone: Backbone) -> None:
-        for parent, attribute, original in reversed(self._originals):
-            setattr(parent, attribute, original)
-        self._originals.clear()
-        self.attached = False
+    def placements(self, backbone: Backbone):
+        return iter(self._placements)
 
     def trainable_tensors(self) -> dict[str, nn.Parameter]:
         return self.submodule_tensors("vision", "text")

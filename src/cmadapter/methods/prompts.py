@@ -22,7 +22,6 @@ from torch import nn
 
 from ..backbone import Backbone
 from ..errors import CmadapterError
-from ..slots import plug, unplug
 from .base import Method, MethodOptions
 
 TEXT_INIT_STD = 0.02  # CoOp's random context initialisation
@@ -105,9 +104,8 @@ class PromptTuning(Method):
         super().__init__(backbone, options)
         self.text: nn.ModuleList | None = None
         self.vision: nn.ModuleList | None = None
-        self._originals: list[tuple[nn.Module, str, nn.Module]] = []
 
-    def _slots(self, backbone: Backbone):
+    def placements(self, backbone: Backbone):
         """(parent, attribute, prompt) for every prompt of this method."""
         model = backbone.model
         for prompts, input_slot, blocks in (
@@ -119,19 +117,6 @@ class PromptTuning(Method):
             yield (*input_slot, prompts[0])
             for block, prompt in zip(blocks[1:], prompts[1:]):
                 yield block, "entry", prompt
-
-    def attach(self, backbone: Backbone) -> None:
-        if self.attached:
-            raise RuntimeError("prompts are already attached")
-        for parent, attribute, prompt in self._slots(backbone):
-            self._originals.append((parent, attribute, plug(parent, attribute, prompt)))
-        self.attached = True
-
-    def detach(self, backbone: Backbone) -> None:
-        for parent, attribute, original in reversed(self._originals):
-            unplug(parent, attribute, original)
-        self._originals.clear()
-        self.attached = False
 
     def trainable_tensors(self) -> dict[str, nn.Parameter]:
         tensors = {}

@@ -3,13 +3,12 @@
 glibc returns a freed block to the operating system when it was mapped on its own (by default every
 block over a threshold that adapts up to 32 MB) or when the free space at the top of the heap passes a
 trim threshold. A forward pass frees tens of MB per block, so glibc gives it back and the next block
-faults it in again, zero-filled, page by page: 400k page faults (1.6 GB) per batch of 8 x 12 frames when
-encoding with ViT-B/32 without gradients, ~20% of its time on the 2-core machine of docs/BENCHMARKS.md.
-``keep_freed_memory`` keeps it: blocks up to 1 GB come from the heap, and the heap is never trimmed, so
-memory is reused instead of faulted in (full fine-tuning's fp32 gradients, up to 100 MB each, included). The process's peak barely
-moves (the heap keeps what a step needed at its peak; within 2% in our training benchmarks), but memory
-freed after the peak goes back only when the process ends. The CLI sets it for every command; library
-users call it themselves.
+faults it in again, zero-filled, page by page, which costs a noticeable share of encoding and full
+fine-tuning time (docs/BENCHMARKS.md). ``keep_freed_memory`` keeps it: blocks up to 1 GB come from the heap,
+and the heap is never trimmed, so memory is reused instead of faulted in (full fine-tuning's large fp32
+gradients included). The process's peak barely moves (the heap keeps what a step needed at its peak), but
+memory freed after the peak goes back only when the process ends. The CLI sets it for every command;
+library users call it themselves.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def build_optimizer(method: Method, config: OptimConfig) -> torch.optim.Optimize
     if not any(g["params"] for g in groups):
         raise CmadapterError(f"method {method.name!r} has nothing to train")
     # AdamW is Adam with decoupled weight decay. The fused kernel where torch has one: on CPU the default
-    # per-tensor loop took 0.44 s a step for full fine-tuning's 123.5M tensors, fused 0.09 s.
+    # per-tensor loop was several times slower for full fine-tuning's tensors (docs/BENCHMARKS.md).
     params = [p for g in groups for p in g["params"]]
     fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.AdamW(groups, lr=config.lr, betas=config.betas, eps=config.eps, fused=fused or None)

@@ -9,9 +9,7 @@ continues exactly where its last state was written. No pickles: nothing here can
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from ..files import atomic_path
 
 FORMAT = "cmadapter.train_state"
 _KEY = "cmadapter"
@@ -97,15 +96,8 @@ def save_train_state(state: TrainState, path: Path) -> Path:
         "config": state.config,
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        save_file(tensors, tmp, metadata={_KEY: json.dumps(meta)})
-        os.replace(tmp, path)  # atomic: a kill mid-write leaves the previous state intact
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as temporary:  # a kill mid-write leaves the previous state intact
+        save_file(tensors, temporary, metadata={_KEY: json.dumps(meta)})
     return path
 
 

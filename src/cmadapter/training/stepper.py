@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import torch
 
-from ..config import RunConfig
+from ..config import OptimConfig
 from ..errors import CmadapterError
-from ..model import RetrievalModel, build_model
+from ..model import RetrievalModel
 from ..precision import autocast
 from .distributed import DistributedContext, average_gradients, gather_no_grad, gather_with_grad
 from .loss import symmetric_infonce
+from .optim import build_optimizer, build_scheduler
 
 
 class Stepper:
@@ -59,15 +60,16 @@ class Stepper:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-def build_model_from_config(config: RunConfig, device: torch.device) -> RetrievalModel:
-    m = config.model
-    return build_model(
-        m.backbone,
-        m.pretrained,
-        method=m.method,
-        head=m.head,
-        context_length=m.context_length,
-        temperature=m.temperature if m.head == "text-pool" else None,
-        device=device,
-        **(m.method_options if m.method is not None else {}),
-    )
+def build_stepper(
+    model: RetrievalModel,
+    optim: OptimConfig,
+    precision: str,
+    context: DistributedContext,
+    total_steps: int | None = None,
+) -> Stepper:
+    """A Stepper with its optimizer (AdamW over the method's groups), learning-rate schedule over
+    ``total_steps`` (none without them: a constant rate) and grad scaler (active for fp16 only)."""
+    optimizer = build_optimizer(model.method, optim)
+    scheduler = build_scheduler(optimizer, optim, total_steps) if total_steps is not None else None
+    scaler = torch.amp.GradScaler(context.device.type, enabled=precision == "fp16")
+    return Stepper(model, optimizer, scheduler, scaler, precision, context, optim.grad_clip)

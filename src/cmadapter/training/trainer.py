@@ -33,7 +33,7 @@ from ..config_validation import validate_config
 from ..errors import CmadapterError
 from ..evaluation.evaluate import EvalData, evaluate
 from ..evaluation.tables import summary_line
-from ..model import RetrievalModel
+from ..model import RetrievalModel, build_model_from_config
 from ..precision import DTYPES, autocast
 from .data import TrainingData, build_training_data
 from .distributed import (
@@ -43,11 +43,10 @@ from .distributed import (
     shutdown_distributed,
 )
 from .memory import peak_memory_mb
-from .optim import build_optimizer, build_scheduler
 from .resume_check import load_checked_state, resolved, write_run_config
 from .sampler import EpochBatchSampler
 from .state import Position, TrainState, capture_rng, restore_rng, save_train_state
-from .stepper import Stepper, build_model_from_config
+from .stepper import build_stepper
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +109,7 @@ class Trainer:
         self.resume_state, self.resume_path = load_checked_state(config)  # before anything slow
         autocast(context.device, self.precision)  # fails early on fp16 without a GPU
         seed_everything(config.train.seed)  # same seed on every process: identical adapter init
-        self.model = model if model is not None else build_model_from_config(config, context.device)
+        self.model = model if model is not None else build_model_from_config(config.model, context.device)
         self.model.to(context.device)
         if self.model.method is None:
             raise CmadapterError("model.method is null: nothing to train (use `cmadapter eval` for zero-shot)")
@@ -131,11 +130,11 @@ class Trainer:
         self.steps_per_epoch = len(self.data.train) // batch
         self.loader = self._loader()
         self.total_steps = self.steps_per_epoch * config.train.epochs
-        self.optimizer = build_optimizer(self.model.method, config.optim)
-        self.scheduler = build_scheduler(self.optimizer, config.optim, self.total_steps)
-        self.scaler = torch.amp.GradScaler(context.device.type, enabled=self.precision == "fp16")
-        self.stepper = Stepper(
-            self.model, self.optimizer, self.scheduler, self.scaler, self.precision, context, config.optim.grad_clip
+        self.stepper = build_stepper(self.model, config.optim, self.precision, context, self.total_steps)
+        self.optimizer, self.scheduler, self.scaler = (
+            self.stepper.optimizer,
+            self.stepper.scheduler,
+            self.stepper.scaler,
         )
         self.position = Position()
         self.bookkeeping: dict[str, Any] = {"validation": [], "step_seconds": [], "train_seconds": 0.0}

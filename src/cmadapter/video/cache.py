@@ -15,9 +15,8 @@ A truncated video (``truncation.py``: it ends well before its declared duration)
 listed as ``truncated`` with what decoded ("truncated: decoded 1.5 s of 3.0 s"). With
 ``allow_truncated`` its decoded frames are cached and the report still lists it, saying so.
 
-``prepare_cache`` is resumable (videos with a file are skipped) and atomic per video (written to a
-temporary name, then ``os.replace``): an interrupted run leaves no half-written file behind. Run one
-``prepare`` at a time per cache folder.
+``prepare_cache`` is resumable (videos with a file are skipped) and atomic per video (``files.atomic_path``):
+an interrupted run leaves no half-written file behind. Run one ``prepare`` at a time per cache folder.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
+from ..files import atomic_path, atomic_write_text, leftover_temporaries
 from .preprocess import fit_frame
 from .sampling import Clip, Sampling, Window, clip_points, exact, grid_times
 
@@ -248,10 +248,10 @@ def _start_cache(out: Path, spec: CacheSpec) -> None:
         )
     frames_dir = out / "frames"
     frames_dir.mkdir(parents=True, exist_ok=True)
-    for leftover in frames_dir.glob("*.tmp*"):  # from an interrupted run
+    for leftover in leftover_temporaries(frames_dir):  # from an interrupted run
         leftover.unlink(missing_ok=True)
     if existing is None:
-        _write_atomic(out / SPEC_FILE, json.dumps(spec.to_json(), indent=1) + "\n")
+        atomic_write_text(out / SPEC_FILE, json.dumps(spec.to_json(), indent=1) + "\n")
 
 
 def _run(jobs: list[tuple], workers: int):
@@ -301,10 +301,8 @@ def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_f
             allow_truncated=allow_truncated,
         )
         frames = np.stack(_same_size(grid.frames))
-        temporary = f"{target}.tmp{os.getpid()}"
-        with open(temporary, "wb") as f:
+        with atomic_path(target) as temporary, open(temporary, "wb") as f:
             np.save(f, frames, allow_pickle=False)
-        os.replace(temporary, target)
     except TruncatedVideo as exc:
         return video_id, path, "truncated", f"{exc}; not cached (--allow-truncated caches what decoded)", False
     except DataError as exc:
@@ -329,7 +327,7 @@ def write_report(out: Path, problems: list[Problem]) -> None:
     rows = ["video_id\tstatus\tpath\treason"]
     for p in problems:
         rows.append("\t".join(_one_line(x) for x in (p.video_id, p.status, p.path, p.reason)))
-    _write_atomic(out / REPORT_FILE, "\n".join(rows) + "\n")
+    atomic_write_text(out / REPORT_FILE, "\n".join(rows) + "\n")
 
 
 def read_report(root: Path) -> list[Problem]:
@@ -345,9 +343,3 @@ def read_report(root: Path) -> list[Problem]:
 
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    temporary.write_text(text)
-    os.replace(temporary, path)

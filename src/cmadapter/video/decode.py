@@ -38,8 +38,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from .preprocess import fit_frame, resize_short_side
-from .sampling import WHOLE_VIDEO, Clip, Sampling, Window, clip_points, grid_count, grid_times
+from .preprocess import resize_short_side
+from .sampling import grid_count
 from .truncation import TruncatedVideo, Truncation, declared_duration, truncation_of
 
 log = logging.getLogger(__name__)
@@ -145,29 +145,6 @@ def _decode_grid(path: Path, rate, short_side, choose, video_id, threads) -> Gri
             return _judged(grid, span, damage, container, stream)
     except (av.FFmpegError, OSError) as exc:
         raise DataError(f"{what}: cannot decode: {exc}") from exc
-
-
-def read_video_clip(
-    path: str | Path,
-    sampling: Sampling,
-    image_size: int,
-    window: Window = WHOLE_VIDEO,
-    *,
-    video_id: str | None = None,
-    threads: int = 1,
-) -> Clip:
-    """The clip of a video file: at most ``sampling.max_frames`` frames of ``window``, CLIP-sized uint8."""
-    name = describe(Path(path), video_id)
-    grid = decode_grid(
-        path,
-        sampling.rate,
-        image_size,
-        lambda count: clip_points(count, sampling, window, name),
-        video_id=video_id,
-        threads=threads,
-    )
-    frames = np.stack([fit_frame(frame, image_size) for frame in grid.frames])
-    return Clip(frames=frames, times=grid_times(grid.points, sampling.rate))
 
 
 # ---- internals --------------------------------------------------------------------------------------------

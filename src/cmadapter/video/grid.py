@@ -1,4 +1,5 @@
-"""Decode the frames on a time grid from a path: a video file, or a folder of pre-extracted frames."""
+"""Decode the frames on a time grid from a path: a video file, or a folder of pre-extracted frames; and the
+clip of a window read from there."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
-from .decode import GridFrames, decode_grid
+import numpy as np
+
+from .decode import GridFrames, decode_grid, describe
 from .frame_folder import decode_folder_grid
+from .preprocess import fit_frame
+from .sampling import WHOLE_VIDEO, Clip, Sampling, Window, clip_points, grid_times
 
 
 def decode_path_grid(
@@ -29,3 +34,30 @@ def decode_path_grid(
     return decode_grid(
         path, rate, short_side, choose, video_id=video_id, threads=threads, allow_truncated=allow_truncated
     )
+
+
+def read_video_clip(
+    path: str | Path,
+    sampling: Sampling,
+    image_size: int,
+    window: Window = WHOLE_VIDEO,
+    *,
+    video_id: str | None = None,
+    folder_fps: Fraction | None = None,
+    threads: int = 1,
+) -> Clip:
+    """The clip of a video file or frame folder: at most ``sampling.max_frames`` frames of ``window``,
+    CLIP-sized uint8."""
+    path = Path(path)
+    name = describe(path, video_id)
+    grid = decode_path_grid(
+        path,
+        sampling.rate,
+        image_size,
+        lambda count: clip_points(count, sampling, window, name),
+        video_id=video_id,
+        folder_fps=folder_fps,
+        threads=threads,
+    )
+    frames = np.stack([fit_frame(frame, image_size) for frame in grid.frames])
+    return Clip(frames=frames, times=grid_times(grid.points, sampling.rate))

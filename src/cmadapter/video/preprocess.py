@@ -19,6 +19,7 @@ from ..errors import CmadapterError
 if TYPE_CHECKING:
     import torch
 
+# CLIP's normalisation, applied to every frame the model sees.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -77,8 +78,17 @@ def to_model_input(frames: np.ndarray, max_frames: int | None = None) -> tuple[t
     out = torch.empty((slots, 3, height, width), dtype=torch.float32)
     real = out[:count]
     real.copy_(torch.from_numpy(np.require(frames, requirements="CW")).permute(0, 3, 1, 2))  # exact uint8 -> float
-    real.div_(255.0).sub_(torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)).div_(torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+    normalize_(real)
     out[count:].zero_()
     mask = torch.zeros(slots, dtype=torch.bool)
     mask[:count] = True
     return out, mask
+
+
+def normalize_(pixels: torch.Tensor) -> torch.Tensor:
+    """In place: float pixel values 0-255 [..., 3, H, W] scaled to [0, 1], then normalised with CLIP's mean
+    and std (torchvision's ToTensor and Normalize, in that order)."""
+    import torch
+
+    mean, std = torch.tensor(CLIP_MEAN).view(3, 1, 1), torch.tensor(CLIP_STD).view(3, 1, 1)
+    return pixels.div_(255.0).sub_(mean).div_(std)

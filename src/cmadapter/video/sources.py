@@ -8,17 +8,12 @@ hold: ``missing(ids)`` (checked before any training step) and ``read(id, window,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from ..errors import DataError
-from .decode import GridFrames
-from .grid import decode_path_grid
-from .preprocess import fit_frame
-from .sampling import Clip, Sampling, Window, clip_points, exact, grid_times
+from .grid import read_video_clip
+from .sampling import Clip, Sampling, Window, exact
 
 
 class FrameSource(Protocol):
@@ -75,24 +70,16 @@ class VideoFolder:
             raise DataError(f"video {video_id!r}: no video file or frame folder under {self.root}")
         return found[video_id]
 
-    def decode_grid(self, video_id: str, rate: Fraction, short_side: int, choose) -> GridFrames:
-        return decode_path_grid(
+    def read(self, video_id: str, window: Window, sampling: Sampling, image_size: int) -> Clip:
+        return read_video_clip(
             self.path(video_id),
-            rate,
-            short_side,
-            choose,
+            sampling,
+            image_size,
+            window,
             video_id=video_id,
             folder_fps=self.folder_fps,
             threads=self.threads,
         )
-
-    def read(self, video_id: str, window: Window, sampling: Sampling, image_size: int) -> Clip:
-        name = f"video {video_id!r}"
-        grid = self.decode_grid(
-            video_id, sampling.rate, image_size, lambda count: clip_points(count, sampling, window, name)
-        )
-        frames = np.stack([fit_frame(frame, image_size) for frame in grid.frames])
-        return Clip(frames=frames, times=grid_times(grid.points, sampling.rate))
 
 
 def open_frame_source(
