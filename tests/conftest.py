@@ -25,6 +25,16 @@ TINY = Architecture(
 )
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped, with the reason, where torch sees no CUDA device."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 def tiny_state_dict(arch: Architecture = TINY, seed: int = 0) -> dict[str, torch.Tensor]:
     torch.manual_seed(seed)
     model = build_clip(arch)
@@ -73,10 +83,11 @@ def weight_batched_matmuls(model, run) -> tuple[int, list]:
 
 @torch.no_grad()
 def perturb(method, seed: int = 7):
-    """Move every trainable tensor away from its initial value (as training would)."""
+    """Move every trainable tensor away from its initial value (as training would); the same values on any
+    device (drawn on the CPU)."""
     generator = torch.Generator().manual_seed(seed)
     for tensor in method.trainable_tensors().values():
-        tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+        tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator).to(tensor.device))
 
 
 @pytest.fixture(scope="session")
