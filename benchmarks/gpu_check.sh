@@ -5,20 +5,19 @@
 # one folder: results.md, results.json, the benchmarks' JSON, pytest.xml, steps.jsonl, gpu_check.log.
 # Sized for 8 minutes in all; every step has its own time limit. See docs/BENCHMARKS.md, "On a GPU".
 #
-#   bash benchmarks/gpu_check.sh [--out DIR] [--budget SECONDS] [--python PY | --wheels DIR] [--dry-run]
+#   bash benchmarks/gpu_check.sh [--out DIR] [--budget SECONDS] [--python PY] [--wheels DIR] [--dry-run]
 #
 # Set-up, one of:
 #   (default)      make .venv/.installed-stamp, as `make test` does (pip needs a package index for torch)
 #   --python PY    an interpreter that already has the project's dependencies (and a CUDA build of torch)
-#   --wheels DIR   no package index: python3 (which must bring torch with CUDA) plus the wheels in DIR for
-#                  what it lacks (`pip download --no-deps open_clip_torch ftfy wcwidth av -d DIR` elsewhere)
+#   --wheels DIR   no package index: python3 (or --python), which must bring torch with CUDA, plus the wheels
+#                  in DIR for what it lacks, installed into .gpu-site/ (docs/BENCHMARKS.md says how to make them)
 # --dry-run: on any machine, measure nothing: check that every command parses and every CUDA test is collected
 # (and skipped: no GPU is made visible to them). `make test` runs this through tests/test_gpu_check.py.
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root" || exit 2
-out=gpu_check_out budget=480 python="" wheels="" dry_run=""
+out=$root/gpu_check_out budget=480 python="" wheels="" dry_run=""
 command_line="bash benchmarks/gpu_check.sh $*"
 while (($#)); do
     case $1 in
@@ -27,20 +26,22 @@ while (($#)); do
         --python) python=$2; shift 2 ;;
         --wheels) wheels=$2; shift 2 ;;
         --dry-run) dry_run=--dry-run; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
-mkdir -p "$out" || exit 2
+# Paths given relative to where the script was called from; then everything runs from the repository.
+mkdir -p "$out" && out=$(cd "$out" && pwd) || exit 2
+[[ -n $wheels ]] && { wheels=$(cd "$wheels" && pwd) || exit 2; }
+[[ $python == */* ]] && python=$(cd "$(dirname "$python")" && pwd)/$(basename "$python")
+cd "$root" || exit 2
 setup_log="$out/gpu_check.log"
 echo "===== set-up" >"$setup_log"
 
 started=$SECONDS
 extra_path=""
-if [[ -n $python ]]; then
-    py=$python
-elif [[ -n $wheels ]]; then
-    py=python3
+if [[ -n $wheels ]]; then
+    py=${python:-python3}
     shopt -s nullglob
     files=("$wheels"/*.whl)
     if ((${#files[@]} == 0)); then echo "gpu_check.sh: no wheels in $wheels" >&2; exit 2; fi
@@ -50,6 +51,8 @@ elif [[ -n $wheels ]]; then
             --target "$extra_path" "${files[@]}" >>"$setup_log" 2>&1 \
             || { echo "gpu_check.sh: installing the wheels failed, see $setup_log" >&2; exit 2; }
     fi
+elif [[ -n $python ]]; then
+    py=$python
 else
     py=.venv/bin/python
     if [[ -n $dry_run ]]; then

@@ -61,61 +61,34 @@ def bench_step(name: str, args: list[str], limit: int, output: str) -> Step:
 
 def default_steps(out: Path, test_files: list[str]) -> list[Step]:
     """The run, most important first: if the budget runs out, the paper-batch figures are already there."""
-    train_step = ["train-step", "--methods", "full,cross-modal,uni-modal", "--precision", "bf16", "--frames", "12"]
-    timing = ["--steps", "10", "--warmup", "3", "--device", "cuda"]
+    train_step = "train-step --methods full,cross-modal,uni-modal --precision bf16 --frames 12 --steps 10 --warmup 3"
+    encode = "encode --precision bf16 --videos 64 --frames 12 --texts 1024 --repeats 10"
+    pytest = [
+        "-m",
+        "pytest",
+        "-q",
+        "-rs",
+        "-m",
+        "cuda",
+        "-p",
+        "no:cacheprovider",
+        "--junitxml",
+        str(out / "pytest.xml"),
+    ]
+    probe = "import torch; print(torch.cuda.get_device_name(0), torch.__version__, torch.version.cuda)"
     return [
-        Step(
-            "gpu",
-            ["-c", "import torch; print(torch.cuda.get_device_name(0), torch.__version__, torch.version.cuda)"],
-            60,
-        ),
+        Step("gpu", ["-c", probe], 60),
         bench_step(
             f"train-step-{PAPER_BATCH}",
-            [*train_step, "--batch", str(PAPER_BATCH), *timing],
+            [*train_step.split(), "--batch", str(PAPER_BATCH), "--device", "cuda"],
             120,
             "train_step_paper_batch.json",
         ),
-        Step(
-            "cuda-tests",
-            [
-                "-m",
-                "pytest",
-                "-q",
-                "-rs",
-                "-m",
-                "cuda",
-                "-p",
-                "no:cacheprovider",
-                "--junitxml",
-                str(out / "pytest.xml"),
-                *test_files,
-            ],
-            210,
-            kind="pytest",
-        ),
-        bench_step(
-            "encode",
-            [
-                "encode",
-                "--precision",
-                "bf16",
-                "--videos",
-                "64",
-                "--frames",
-                "12",
-                "--texts",
-                "1024",
-                "--repeats",
-                "10",
-                "--device",
-                "cuda",
-            ],
-            75,
-            "encode.json",
-        ),
+        Step("cuda-tests", [*pytest, *test_files], 210, kind="pytest"),
+        bench_step("encode", [*encode.split(), "--device", "cuda"], 75, "encode.json"),
         bench_step(
             f"train-step-{LARGE_BATCH}",
-            [*train_step, "--batch", str(LARGE_BATCH), *timing],
+            [*train_step.split(), "--batch", str(LARGE_BATCH), "--device", "cuda"],
             150,
             "train_step_large_batch.json",
         ),
