@@ -43,7 +43,7 @@ def run_toy(*args: str, processes: int | None = None) -> subprocess.CompletedPro
     return subprocess.run([*launcher, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=300)
 
 
-def one_step(weights: Path, precision: str, init_scale: float = 2.0**16):
+def one_step(weights: Path, precision: str, init_scale: float = 2.0**8):
     """A tiny model's training step on the GPU as the trainer runs it; returns the model before and after,
     the gradients divided by the loss scale, the loss and the scaler."""
     torch.manual_seed(0)  # initialised on the CPU, as in the fp32 reference, then moved
@@ -82,7 +82,7 @@ def test_mixed_precision_step_follows_the_fp32_step(tiny_weights, precision):
     assert all(t.dtype == torch.float32 and t.device == CUDA for t in after.values())  # fp32 masters
     assert not torch.equal(flat(before), flat(after))
     if precision == "fp16":
-        assert scaler.get_scale() == 2.0**16  # no overflow at the default scale: the step was taken
+        assert scaler.get_scale() == 2.0**8  # no overflow at this scale: the step was taken
 
 
 def test_fp16_overflow_skips_the_step_and_backs_off_the_scale(tiny_weights):
@@ -139,7 +139,8 @@ def test_killed_fp16_run_on_cuda_resumes_to_the_same_weights(tiny_weights, tmp_p
         assert torch.allclose(a[key], b[key], rtol=0, atol=1e-3), key
 
 
-def test_evaluation_on_cuda_matches_the_cpu(tiny_weights):
+def test_evaluation_on_cuda_matches_the_cpu(tiny_weights, monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # fp32 against fp32, not TF32
     data = colour_eval(seed=5)
     models = []
     for device in ("cpu", CUDA):
@@ -152,8 +153,8 @@ def test_evaluation_on_cuda_matches_the_cpu(tiny_weights):
         text = encode_texts(model, data.captions, batch_size=4, precision="fp32", progress=False)
         video, mask = encode_videos(model, data.clips, batch_size=3, precision="fp32", workers=2, progress=False)
         similarities.append(similarity_matrix(model, EncodedSplit(text, video, mask), block_size=5))
-    # cuDNN's convolution (the patch embedding) may use TF32: close, not bitwise.
-    assert torch.allclose(similarities[1], similarities[0], rtol=1e-2, atol=0.1)
+    # Logits are 100 x cosine: 0.02 is a cosine difference of 2e-4 (kernels sum in other orders).
+    assert torch.allclose(similarities[1], similarities[0], rtol=1e-3, atol=0.02)
     metrics = evaluate(models[1], data, EvalConfig(batch_size=3), precision="bf16", workers=2, progress=False)
     assert 0 <= metrics["t2v"]["R1"] <= 100 and 0 <= metrics["v2t"]["R1"] <= 100
 
@@ -183,7 +184,7 @@ def test_adapters_switch_on_a_cuda_model(tiny_weights, tmp_path):
     model.set_adapter(None)
     assert torch.allclose(features(model), features(plain), atol=1e-5)
     model.set_adapter("default")
-    assert torch.equal(features(model), first)
+    assert torch.allclose(features(model), first, rtol=0, atol=1e-6)
     assert not torch.allclose(first, features(alone), atol=1e-3)  # the two adapters really differ
 
 
