@@ -148,7 +148,8 @@ class Runner:
                 result.returncode = process.returncode
                 result.status = "ok" if process.returncode == 0 else "failed"
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # the group may have ended meanwhile
+                    os.killpg(process.pid, signal.SIGKILL)
                 printed, _ = process.communicate()
                 result.status, result.note = "timed-out", f"killed after {limit} s"
             if printed:
