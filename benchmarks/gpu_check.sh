@@ -57,7 +57,7 @@ else
     py=.venv/bin/python
     if [[ -n $dry_run ]]; then
         make -n .venv/.installed-stamp >>"$setup_log" 2>&1 || { echo "gpu_check.sh: make has no set-up target" >&2; exit 2; }
-        [[ -x $py ]] || py=python3
+        [[ -x $py ]] || { echo "gpu_check.sh: no .venv yet: run make first, or give --python" >&2; exit 2; }
     else
         timeout 420 make .venv/.installed-stamp >>"$setup_log" 2>&1 \
             || { echo "gpu_check.sh: set-up failed, see $setup_log" >&2; exit 2; }
