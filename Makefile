@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format clean browser
+.PHONY: demo test lint format clean browser gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && \
 		{ apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; } \
 		|| echo "chromium not installed: browser tests will skip (as root: apt-get install -y chromium)"; }
+
+# On a machine with a CUDA GPU: CUDA tests and the efficiency figures into gpu_check_out/ (docs/BENCHMARKS.md).
+gpu-check:
+	bash benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks

@@ -66,7 +66,8 @@ def weight_batched_matmuls(model, run) -> tuple[int, list]:
 
 @torch.no_grad()
 def perturb(method, seed: int = 7):
-    """Move every trainable tensor away from its initial value (as training would)."""
+    """Move every trainable tensor away from its initial value (as training would); the same values on any
+    device (drawn on the CPU)."""
     generator = torch.Generator().manual_seed(seed)
     for tensor in method.trainable_tensors().values():
-        tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator))
+        tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator).to(tensor.device))

@@ -87,3 +87,23 @@ def test_loader_reports_delivery_beside_consumption(capsys, tmp_path, tiny_weigh
     report = run_json(capsys, "loader", "--config", str(config), "--batches", "2", "--steps", "1")
     assert report["loader_samples_per_second"] > 0 and report["step_samples_per_second"] > 0
     assert isinstance(report["input_bound"], bool)
+
+
+def test_dry_run_checks_the_arguments_and_builds_nothing(capsys, tmp_path):
+    assert main(["bench", "train-step", "--methods", "full,cross-modal", "--precision", "bf16,fp16", "--device",
+                 "cuda", "--rounds", "2", "--dry-run"]) == 0  # fmt: skip
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["dry_run"] and len(plan["runs"]) == 8  # 2 precisions x 2 rounds x 2 methods, none run
+    assert main(["bench", "encode", "--device", "cuda", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["settings"]["device"] == "cuda"
+    bad = {
+        "fp16 mixed precision needs a GPU": ["train-step", "--precision", "fp16", "--device", "cpu"],
+        "unknown backbone 'ViT-Nope'": ["train-step", "--backbone", "ViT-Nope"],
+        f"weights file {tmp_path / 'none.pt'} does not exist": ["encode", "--pretrained", str(tmp_path / "none.pt")],
+        "has no option 'rank'": ["train-step", "--option", "rank=4"],
+        "batch must be at least 1": ["train-step", "--batch", "0"],
+        "unknown device 'gpu'": ["encode", "--device", "gpu"],
+    }
+    for message, args in bad.items():
+        assert main(["bench", *args, "--dry-run"]) == 2, args
+        assert message in capsys.readouterr().err, args

@@ -48,10 +48,17 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--save-every", type=int, default=1, help="train.save_every_steps")
     parser.add_argument("--videos", type=int, default=5, help="encode: how many videos")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     resume = "auto" if args.resume else None
-    config = toy_config(args.weights, args.out, resume=resume, **{"train.save_every_steps": args.save_every})
+    overrides = {
+        "train.save_every_steps": args.save_every,
+        "train.device": args.device,
+        "train.precision": args.precision,
+    }
+    config = toy_config(args.weights, args.out, resume=resume, **overrides)
     data = colour_data(Tokenizer(None, 32))
     if args.mode == "encode":
         encode(args, data)
@@ -69,17 +76,17 @@ def main() -> None:
         train(config, data, callbacks=callbacks, progress=False)
         return
 
-    context = init_distributed("cpu")
+    context = init_distributed(args.device)
     try:
         trainer = Trainer(config, context, data=data, model=None, callbacks=(), progress=False)
         trainer.sampler.set_epoch(0)
         tokens, frames, mask, _ids = next(iter(trainer.loader))
         loss = trainer.stepper.compute_gradients(tokens, frames, mask)
         if context.is_main:
-            grads = {k: v.grad.clone() for k, v in trainer.model.trainable_parameters().items()}
-            torch.save(
-                {"loss": loss, "grads": grads, "world_size": context.world_size}, os.path.join(args.out, "grads.pt")
-            )
+            grads = {k: v.grad.cpu() for k, v in trainer.model.trainable_parameters().items()}
+            backend = torch.distributed.get_backend() if context.joined else None
+            result = {"loss": loss, "grads": grads, "world_size": context.world_size, "backend": backend}
+            torch.save(result, os.path.join(args.out, "grads.pt"))
     finally:
         shutdown_distributed(context)
 

@@ -40,6 +40,28 @@ def _time(fn, device) -> float:
     return time.perf_counter() - began
 
 
+def plan(settings: EncodeSettings) -> dict:
+    """Check the settings (one-line errors) without building the model; what ``benchmark`` would run."""
+    from .checks import check_settings
+
+    check_settings(
+        backbone=settings.backbone,
+        pretrained=settings.pretrained,
+        methods=[settings.method],
+        options=settings.options,
+        precisions=[settings.precision],
+        device=settings.device,
+        counts={
+            "videos": settings.videos,
+            "frames": settings.frames,
+            "texts": settings.texts,
+            "repeats": settings.repeats,
+            "retrieval size": settings.retrieval_size,
+        },
+    )
+    return {"benchmark": "encode", "dry_run": True, "settings": vars(settings)}
+
+
 @torch.no_grad()
 def benchmark(settings: EncodeSettings) -> dict:
     from ..config import EvalConfig
@@ -49,6 +71,7 @@ def benchmark(settings: EncodeSettings) -> dict:
     from ..precision import autocast
     from ..training.distributed import resolve_device
 
+    plan(settings)
     device = resolve_device(settings.device)
     torch.manual_seed(0)
     model = build_model(

@@ -18,13 +18,23 @@ def describe_machine(device: torch.device) -> dict[str, str | int]:
         "python": platform.python_version(),
     }
     if device.type == "cuda":
-        facts["gpu"] = torch.cuda.get_device_name(device)
+        properties = torch.cuda.get_device_properties(device)
+        facts.update(
+            gpu=properties.name,
+            gpu_memory_mb=properties.total_memory // 2**20,
+            compute_capability=f"{properties.major}.{properties.minor}",
+            cuda=torch.version.cuda or "unknown",
+            cudnn=torch.backends.cudnn.version() or 0,
+        )
     return facts
 
 
-def matmul_peak_flops(device: torch.device, dtype: torch.dtype, sizes: tuple[int, ...] = (2048,)) -> float:
+def matmul_peak_flops(device: torch.device, dtype: torch.dtype, sizes: tuple[int, ...] | None = None) -> float:
     """Achieved FLOP/s of large square matmuls in ``dtype``, the best of a few: the practical peak a step
-    can approach. One timing can land on a moment the shared machine is busy, hence the best of several."""
+    can approach. One timing can land on a moment the shared machine is busy, hence the best of several.
+    On a GPU the matrices are larger: a 2048² product takes tens of microseconds there, mostly launch cost."""
+    if sizes is None:
+        sizes = (8192,) if device.type == "cuda" else (2048,)
     best_rate = 0.0
     for size in sizes:
         a = torch.randn(size, size, device=device).to(dtype)

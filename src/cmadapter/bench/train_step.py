@@ -123,6 +123,37 @@ def run_isolated(settings: TrainStepSettings) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def plan(
+    base: TrainStepSettings,
+    methods: list[str],
+    precisions: list[str],
+    *,
+    checkpointing: bool = False,
+    rounds: int = 1,
+) -> dict:
+    """Check the settings (one-line errors) and list the processes ``benchmark`` would run, running none."""
+    from .checks import check_settings
+
+    check_settings(
+        backbone=base.backbone,
+        pretrained=base.pretrained,
+        methods=methods,
+        options=base.options,
+        precisions=precisions,
+        device=base.device,
+        counts={"batch": base.batch, "frames": base.frames, "steps": base.steps, "rounds": rounds},
+    )
+    variants = [False, True] if checkpointing else [base.grad_checkpointing]
+    runs = [
+        {"method": method, "precision": precision, "grad_checkpointing": ckpt}
+        for precision in precisions
+        for _ in range(rounds)
+        for method in methods
+        for ckpt in variants
+    ]
+    return {"benchmark": "train-step", "dry_run": True, "settings": asdict(base), "runs": runs}
+
+
 def benchmark(
     base: TrainStepSettings,
     methods: list[str],
@@ -138,14 +169,11 @@ def benchmark(
     slow spell of a shared machine then lands on every method rather than on one."""
     from ..training.distributed import resolve_device
 
-    if rounds < 1:
-        raise CmadapterError(f"rounds must be at least 1, got {rounds}")
+    plan(base, methods, precisions, checkpointing=checkpointing, rounds=rounds)  # fail before the first process
     device = resolve_device(base.device)
     rows: dict[str, dict] = {}
     variants = [False, True] if checkpointing else [base.grad_checkpointing]
     for precision in precisions:
-        if precision not in DTYPES:
-            raise CmadapterError(f"unknown precision {precision!r}; use bf16, fp16 or fp32")
         peak = matmul_peak_flops(device, DTYPES[precision])
         measured: dict[str, list[dict]] = {}
         for _ in range(rounds):

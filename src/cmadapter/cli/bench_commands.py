@@ -41,7 +41,7 @@ def run_bench_decode(args: argparse.Namespace) -> int:
 
 
 def run_bench_train_step(args: argparse.Namespace) -> int:
-    from ..bench.train_step import TrainStepSettings, benchmark, format_table
+    from ..bench.train_step import TrainStepSettings, benchmark, format_table, plan
 
     base = TrainStepSettings(
         backbone=None if args.pretrained else args.backbone,
@@ -54,14 +54,15 @@ def run_bench_train_step(args: argparse.Namespace) -> int:
         grad_checkpointing=args.grad_checkpointing,
         options=parse_assignments(args.option, "--option"),
     )
-    report = benchmark(
+    run = plan if args.dry_run else benchmark
+    report = run(
         base,
         csv_list(args.methods),
         csv_list(args.precision),
         checkpointing=args.compare_checkpointing,
         rounds=args.rounds,
     )
-    print(json.dumps(report) if args.json else format_table(report))
+    print(json.dumps(report) if args.json or args.dry_run else format_table(report))
     return 0
 
 
@@ -75,7 +76,7 @@ def run_bench_loader(args: argparse.Namespace) -> int:
 
 
 def run_bench_encode(args: argparse.Namespace) -> int:
-    from ..bench.encode import EncodeSettings, benchmark, format_table
+    from ..bench.encode import EncodeSettings, benchmark, format_table, plan
 
     settings = EncodeSettings(
         backbone=None if args.pretrained else args.backbone,
@@ -89,6 +90,9 @@ def run_bench_encode(args: argparse.Namespace) -> int:
         retrieval_size=args.retrieval_size,
         device=args.device,
     )
+    if args.dry_run:
+        print(json.dumps(plan(settings)))
+        return 0
     report = benchmark(settings)
     print(json.dumps(report) if args.json else format_table(report))
     return 0
@@ -125,6 +129,7 @@ def add_bench(sub) -> None:
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method options")
     t.add_argument("--device", default="auto")
     t.add_argument("--json", action="store_true", help="print one JSON object")
+    t.add_argument("--dry-run", action="store_true", help="check the arguments and print the plan; run nothing")
 
     loader = benches.add_parser("loader", help="samples/s the data pipeline delivers vs what a training step uses")
     loader.add_argument("--config", required=True, help="a run config (dataset, frame cache or videos, workers)")
@@ -145,3 +150,4 @@ def add_bench(sub) -> None:
     e.add_argument("--retrieval-size", type=int, default=1000)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--dry-run", action="store_true", help="check the arguments and print the plan; run nothing")

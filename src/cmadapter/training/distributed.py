@@ -1,7 +1,9 @@
 """Multi-process training through ``torchrun``: process-group set-up and feature gathering.
 
 Nothing happens at import. ``init_distributed`` is called by the training entry point; without the
-variables torchrun sets, it returns a one-process context and needs no launcher.
+variables torchrun sets, it returns a one-process context and needs no launcher. Under a launcher it joins
+the process group even with one process (``torchrun --nproc_per_node=1``), so that a one-GPU run goes
+through the same collectives (nccl) as an eight-GPU one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class DistributedContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    joined: bool = False  # a member of a process group (under a launcher), even if the only one
 
     @property
     def is_main(self) -> bool:
@@ -29,7 +32,8 @@ class DistributedContext:
 
     @property
     def enabled(self) -> bool:
-        return self.world_size > 1
+        """Whether the collectives run: several processes, or one that a launcher started."""
+        return self.world_size > 1 or self.joined
 
 
 def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
@@ -45,18 +49,24 @@ def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
         raise ConfigError(f"train.device must be auto, cpu, cuda or a torch device name, got {preference!r}") from None
 
 
+_LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")  # what env:// initialisation reads
+
+
 def init_distributed(device_preference: str = "auto") -> DistributedContext:
     """Join the process group torchrun describes (nccl on GPU, gloo on CPU), or run as one process."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_preference, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    launched = world_size > 1 or all(name in os.environ for name in _LAUNCHER_VARIABLES)
+    if launched and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=datetime.timedelta(minutes=30))
-    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
+    return DistributedContext(
+        rank=rank, world_size=world_size, local_rank=local_rank, device=device, joined=dist.is_initialized()
+    )
 
 
 def shutdown_distributed(context: DistributedContext) -> None:
