@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from annotation_files import tiny_msrvtt_run
 from cmadapter.cli import main
 
@@ -107,3 +109,16 @@ def test_dry_run_checks_the_arguments_and_builds_nothing(capsys, tmp_path):
     for message, args in bad.items():
         assert main(["bench", *args, "--dry-run"]) == 2, args
         assert message in capsys.readouterr().err, args
+
+
+@pytest.mark.slow
+def test_train_step_runs_data_parallel_under_torchrun(capsys, tiny_weights):
+    # Smoke test only: two gloo processes step together; the figures are measured in docs/BENCHMARKS.md.
+    report = run_json(capsys, "train-step", "--pretrained", str(tiny_weights), "--methods", "full,cross-modal",
+                      "--precision", "fp32", "--frames", "2", "--batch", "2", "--steps", "1", "--warmup", "1",
+                      "--nproc-per-node", "2")  # fmt: skip
+    full, adapter = report["methods"]["full"], report["methods"]["cross-modal"]
+    assert full["world_size"] == adapter["world_size"] == 2
+    assert report["settings"]["nproc_per_node"] == 2
+    assert adapter["allreduce_mb_per_step"] < full["allreduce_mb_per_step"]
+    assert adapter["time_ratio_to_full"] > 0

@@ -25,7 +25,7 @@ def check_settings(
     counts: dict[str, int],
 ) -> None:
     """Raise a one-line CmadapterError for the first bad setting (``counts``: name -> value that must be >= 1)."""
-    from ..backbone import _check_known_name, looks_like_path
+    from ..backbone import check_known_name, looks_like_path
     from ..methods import method_class
     from ..methods.base import make_options
 
@@ -52,4 +52,4 @@ def check_settings(
     elif backbone is None:
         raise CmadapterError("give a backbone name or a weights file")
     else:
-        _check_known_name(backbone)
+        check_known_name(backbone)

@@ -10,6 +10,7 @@ the cost of a step does not depend on their values.
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -37,6 +38,7 @@ class TrainStepSettings:
     warmup: int = 2
     grad_checkpointing: bool = False
     device: str = "auto"
+    nproc_per_node: int = 1  # > 1: the step runs data-parallel under torchrun (gloo on CPU, nccl on GPU)
 
 
 def measure(settings: TrainStepSettings) -> dict:
@@ -45,11 +47,12 @@ def measure(settings: TrainStepSettings) -> dict:
 
     from ..config import OptimConfig
     from ..model import build_model
-    from ..training.distributed import DistributedContext, resolve_device
+    from ..training.distributed import init_distributed
     from ..training.memory import peak_memory_mb, resident_memory_mb
     from ..training.stepper import build_stepper
 
-    device = resolve_device(settings.device)
+    context = init_distributed(settings.device)  # one process, or this rank of torchrun's group
+    device = context.device
     import open_clip  # noqa: F401  (imported by building the model anyway; here so the baseline holds it)
 
     # What the libraries alone hold (torch, open_clip, torchvision), the same for every method;
@@ -62,7 +65,7 @@ def measure(settings: TrainStepSettings) -> dict:
     if settings.grad_checkpointing:
         model.clip.set_grad_checkpointing(True)
     model.store_frozen_weights(DTYPES[settings.precision])  # as the trainer does
-    stepper = build_stepper(model, OptimConfig(), settings.precision, DistributedContext(device=device))
+    stepper = build_stepper(model, OptimConfig(), settings.precision, context)
     optimizer = stepper.optimizer
     size = model.image_size
     frames = torch.randn(settings.batch, settings.frames, 3, size, size, device=device)
@@ -99,6 +102,9 @@ def measure(settings: TrainStepSettings) -> dict:
     return {
         "method": settings.method,
         "precision": settings.precision,
+        "world_size": context.world_size,
+        # What a step sends between processes: every trainable gradient (fp32) all-reduced, plus the features.
+        "allreduce_mb_per_step": counts["trainable_params"] * 4 / 2**20 if context.world_size > 1 else 0.0,
         "grad_checkpointing": settings.grad_checkpointing,
         "step_seconds": seconds,
         "step_seconds_all": times,
@@ -116,8 +122,11 @@ def measure(settings: TrainStepSettings) -> dict:
 
 def run_isolated(settings: TrainStepSettings) -> dict:
     """``measure`` in a fresh Python process (its own peak memory)."""
-    command = [sys.executable, "-m", "cmadapter.bench.train_step", json.dumps(asdict(settings))]
-    result = subprocess.run(command, capture_output=True, text=True)
+    worker = ["-m", "cmadapter.bench.train_step", json.dumps(asdict(settings))]
+    if settings.nproc_per_node > 1:  # each process steps its own batch; the loss is over the global batch
+        launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={settings.nproc_per_node}"]
+        worker = [*launcher, *worker]
+    result = subprocess.run([sys.executable, *worker], capture_output=True, text=True)
     if result.returncode != 0:
         raise CmadapterError(f"benchmark of {settings.method} ({settings.precision}) failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -141,7 +150,13 @@ def plan(
         options=base.options,
         precisions=precisions,
         device=base.device,
-        counts={"batch": base.batch, "frames": base.frames, "steps": base.steps, "rounds": rounds},
+        counts={
+            "batch": base.batch,
+            "frames": base.frames,
+            "steps": base.steps,
+            "rounds": rounds,
+            "processes": base.nproc_per_node,
+        },
     )
     variants = [False, True] if checkpointing else [base.grad_checkpointing]
     runs = [
@@ -260,4 +275,6 @@ if __name__ == "__main__":  # the isolated worker: settings as JSON in, one JSON
     from ..training.allocator import keep_freed_memory
 
     keep_freed_memory()  # as the CLI's training runs
-    print(json.dumps(measure(TrainStepSettings(**json.loads(sys.argv[1])))))
+    figures = measure(TrainStepSettings(**json.loads(sys.argv[1])))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun: rank 0 reports (its own memory)
+        print(json.dumps(figures))

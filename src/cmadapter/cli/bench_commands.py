@@ -53,6 +53,7 @@ def run_bench_train_step(args: argparse.Namespace) -> int:
         device=args.device,
         grad_checkpointing=args.grad_checkpointing,
         options=parse_assignments(args.option, "--option"),
+        nproc_per_node=args.nproc_per_node,
     )
     run = plan if args.dry_run else benchmark
     report = run(
@@ -128,6 +129,9 @@ def add_bench(sub) -> None:
     t.add_argument("--compare-checkpointing", action="store_true", help="each method with and without checkpointing")
     t.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="method options")
     t.add_argument("--device", default="auto")
+    t.add_argument(
+        "--nproc-per-node", type=int, default=1, help="data-parallel processes under torchrun; --batch is per process"
+    )
     t.add_argument("--json", action="store_true", help="print one JSON object")
     t.add_argument("--dry-run", action="store_true", help="check the arguments and print the plan; run nothing")
 
