@@ -95,6 +95,14 @@ SPECS = [
         False,
     ),
     Spec(
+        "adapter-attn",
+        {"r": 4},
+        lambda: adapter_names(f"attn.{part}.{k}" for part in ("down", "up") for k in ("weight", "bias")),
+        4 * (64 * 4 + 4 + 4 * 64 + 64),
+        TOWERS,
+        False,
+    ),
+    Spec(
         "adaptformer",
         {"r": 4},
         lambda: adapter_names(f"{part}.{k}" for part in ("down", "up") for k in ("weight", "bias")),
@@ -112,6 +120,25 @@ SPECS = [
         {"text_tokens": 2, "vision_tokens": 3},
         lambda: {f"{t}.{i}.prompt" for t in TOWERS for i in BLOCKS},
         2 * (2 * W + 3 * W),
+        TOWERS,
+        False,
+    ),
+    # MaPLe: text prompts [n, 64] in the first J blocks, each with a coupling Linear(64 -> 64) to the vision tower.
+    Spec(
+        "maple",
+        {"tokens": 2, "depth": 2},
+        lambda: (
+            {f"text.{i}.prompt" for i in BLOCKS} | {f"coupling.{i}.{k}" for i in BLOCKS for k in ("weight", "bias")}
+        ),
+        2 * (2 * W + W * W + W),
+        TOWERS,
+        False,
+    ),
+    Spec(
+        "maple",
+        {"tokens": 3, "depth": 1, "init": None},
+        lambda: {"text.0.prompt", "coupling.0.weight", "coupling.0.bias"},
+        3 * W + W * W + W,
         TOWERS,
         False,
     ),
@@ -317,10 +344,13 @@ def test_switching_adapters_on_one_backbone_gives_each_its_own_outputs(tiny_weig
         assert all(torch.equal(got[t], expected[key][t]) for t in TOWERS), key
 
 
-@pytest.mark.parametrize("method", ["adaptformer", "lora", "vl-prompt"])
-def test_added_layers_keep_the_2d_matmuls(tiny_weights, method):
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("adaptformer", {}), ("lora", {}), ("vl-prompt", {}), ("maple", {"depth": 2}), ("adapter-attn", {})],
+)
+def test_added_layers_keep_the_2d_matmuls(tiny_weights, method, options):
     """As test_blocks guards for the backbone: no batched matmul (slow backward against frozen weights)."""
-    model = build_model(pretrained=tiny_weights, method=method)
+    model = build_model(pretrained=tiny_weights, method=method, **options)
     tokens, frames, mask = batch()
 
     def run():
@@ -348,6 +378,11 @@ INFO_COUNTS = [
     ("vpt", {"deep": False}, 5 * 768),
     ("vl-prompt", {}, 12 * 5 * (768 + 512)),  # 76,800: the paper's 0.08M
     ("vl-prompt", {"text_tokens": 20, "vision_tokens": 20}, 12 * 20 * (768 + 512)),  # the paper's 0.31M (VATEX)
+    ("adapter-attn", {}, 12 * (2 * 8 * 768 + 8 + 768) + 12 * (2 * 8 * 512 + 8 + 512)),  # 261,312: half uni-modal
+    ("uni-modal", {}, 2 * 261_312),
+    ("adapter-attn", {"r": 16}, 12 * (2 * 16 * 768 + 16 + 768) + 12 * (2 * 16 * 512 + 16 + 512)),  # 507,264
+    ("maple", {}, 9 * 2 * 512 + 9 * (512 * 768 + 768)),  # 3,555,072: MaPLe's 3.55M (J = 9, n = 2)
+    ("maple", {"depth": 12}, 12 * 2 * 512 + 12 * (512 * 768 + 768)),  # 4,740,096
     ("partial", {}, B32_BLOCK["vision"] + B32_BLOCK["text"] + B32_HEADS),  # 10,898,177
     ("projection", {}, 768 * 512 + 512 * 512),  # 655,360
     ("full", {}, 12 * (B32_BLOCK["vision"] + B32_BLOCK["text"]) + B32_HEADS),  # 123,540,993: the paper's 123.5M
@@ -552,6 +587,63 @@ def test_every_deep_prompt_matters(tiny_weights):
             after = outputs(model)
             assert not torch.equal(after[tower], before[tower])
             before = after
+
+
+# ---- MaPLe and the attention-only adapter -----------------------------------------------------------------
+
+
+def test_maple_vision_prompts_are_the_coupled_text_prompts_in_the_first_j_blocks(tiny_weights):
+    model = build_model(pretrained=tiny_weights, method="maple", tokens=2, depth=2)
+    method = model.method
+    perturb(method)
+    vision = block_inputs(model, model.backbone.vision_blocks)
+    text = block_inputs(model, model.backbone.text_blocks)
+    with torch.no_grad():
+        first = model.clip.visual.ln_pre(
+            method.text[0].tokens @ method.vision[0].proj.weight.T + method.vision[0].proj.bias
+        )
+        deep = method.text[1].tokens @ method.vision[1].proj.weight.T + method.vision[1].proj.bias
+    assert torch.allclose(vision[0][:, 1:3], first.expand(len(vision[0]), -1, -1), atol=1e-5)
+    assert torch.allclose(vision[1][:, 1:3], deep.expand(len(vision[1]), -1, -1), atol=1e-6)
+    assert torch.equal(text[1][:, 1:3], method.text[1].tokens.detach().expand(len(text[1]), -1, -1))
+    # The coupling is what makes them: a change to a text prompt moves the vision tower's output too.
+    before = outputs(model)
+    with torch.no_grad():
+        method.text[1].tokens.add_(1.0)
+    after = outputs(model)
+    assert not torch.equal(after["vision"], before["vision"]) and not torch.equal(after["text"], before["text"])
+
+
+def test_maple_blocks_past_the_depth_get_no_prompts(tiny_weights):
+    model = build_model(pretrained=tiny_weights, method="maple", tokens=2, depth=1)
+    assert isinstance(model.backbone.vision_blocks[1].entry, torch.nn.Identity)
+    assert isinstance(model.backbone.text_blocks[1].entry, torch.nn.Identity)
+    assert len(model.method.text) == len(model.method.vision) == 1
+
+
+def test_maple_first_prompt_starts_from_the_init_words(tiny_weights):
+    import open_clip
+
+    model = build_model(pretrained=tiny_weights, method="maple", tokens=2, depth=1)
+    ids = open_clip.SimpleTokenizer().encode("a photo")
+    assert len(ids) == 2
+    assert torch.equal(model.method.text[0].tokens.detach(), model.clip.token_embedding.weight[ids])
+    torch.manual_seed(0)
+    random = build_model(pretrained=tiny_weights, method="maple", tokens=2, depth=1, init=None)
+    assert not torch.equal(random.method.text[0].tokens.detach(), model.clip.token_embedding.weight[ids])
+
+
+def test_maple_depth_beyond_the_towers_is_an_error(tiny_weights):
+    with pytest.raises(CmadapterError, match="depth must be between 1 and 2"):
+        build_model(pretrained=tiny_weights, method="maple")  # the default J = 9 on 2-block towers
+
+
+def test_attention_only_adapter_sits_on_the_attention_slot_alone(tiny_weights):
+    from cmadapter.methods.adapter import Adapter
+
+    model = build_model(pretrained=tiny_weights, method="adapter-attn", r=4)
+    for block in [*model.backbone.vision_blocks, *model.backbone.text_blocks]:
+        assert isinstance(block.ls_1, Adapter) and isinstance(block.ls_2, torch.nn.Identity)
 
 
 # ---- full, partial, projection ----------------------------------------------------------------------------

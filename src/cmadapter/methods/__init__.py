@@ -9,9 +9,10 @@ from ..errors import CmadapterError
 from .adaptformer import AdaptFormer
 from .base import Method, MethodOptions, make_options
 from .coop import CoOp
-from .cross_modal import CrossModalAdapter, UniModalAdapter
+from .cross_modal import AttentionAdapter, CrossModalAdapter, UniModalAdapter
 from .full import FullFineTuning
 from .lora import LoRA
+from .maple import MaPLe
 from .partial import PartialFineTuning
 from .projection import ProjectionTuning
 from .vl_prompt import VLPrompt
@@ -22,11 +23,13 @@ METHODS: dict[str, type[Method]] = {
     for cls in (
         CrossModalAdapter,
         UniModalAdapter,
+        AttentionAdapter,
         AdaptFormer,
         LoRA,
         CoOp,
         VPT,
         VLPrompt,
+        MaPLe,
         PartialFineTuning,
         ProjectionTuning,
         FullFineTuning,

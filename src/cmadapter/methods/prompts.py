@@ -34,11 +34,8 @@ class Prompt(nn.Module):
         super().__init__()
         self.tokens = nn.Parameter(torch.empty(tokens, width))
 
-    def prompt_for(self, x: torch.Tensor) -> torch.Tensor:
-        return self.tokens.to(x.dtype).expand(x.shape[0], -1, -1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x[:, :1], self.prompt_for(x), x[:, 1:]], dim=1)
+        return insert_after_first(x, self.tokens)
 
 
 class TextPrompt(Prompt):
@@ -53,7 +50,19 @@ class DeepPrompt(Prompt):
     """``n`` learned tokens written over positions 1..n (a block's ``entry``): [N, L, W] -> [N, L, W]."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([x[:, :1], self.prompt_for(x), x[:, 1 + self.tokens.shape[0] :]], dim=1)
+        return overwrite_after_first(x, self.tokens)
+
+
+def insert_after_first(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """[N, L, W] and [n, W] -> [N, L + n, W]: the tokens right after each sequence's first token."""
+    prompt = tokens.to(x.dtype).expand(x.shape[0], -1, -1)
+    return torch.cat([x[:, :1], prompt, x[:, 1:]], dim=1)
+
+
+def overwrite_after_first(x: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """[N, L, W] and [n, W] -> [N, L, W]: the tokens written over positions 1..n."""
+    prompt = tokens.to(x.dtype).expand(x.shape[0], -1, -1)
+    return torch.cat([x[:, :1], prompt, x[:, 1 + tokens.shape[0] :]], dim=1)
 
 
 def check_text_tokens(tokens: int, backbone: Backbone) -> None:
