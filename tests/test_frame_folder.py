@@ -44,5 +44,5 @@ def test_empty_or_unreadable_frame_folders_raise_data_errors(tmp_path):
     source = VideoFolder(tmp_path)
     with pytest.raises(DataError, match=r"video 'empty'.*no .* images"):
         source.read("empty", (None, None), Sampling(fps=1.0), 16)
-    with pytest.raises(DataError, match=r"video 'broken'.*cannot read frame frame_2\.jpg"):
+    with pytest.raises(DataError, match=r"video 'broken'.*frame frame_2\.jpg: cannot read the image"):
         source.read("broken", (None, None), Sampling(fps=1.0), 16)

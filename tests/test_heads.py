@@ -74,3 +74,17 @@ def test_symmetric_infonce_is_the_mean_of_both_directions():
 def test_unknown_head_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown head 'max'"):
         create_head("max")
+
+
+@pytest.mark.parametrize("head", [TextConditionedPool(5.0), MeanPool()])
+def test_on_one_frame_each_head_is_the_plain_cosine(head):
+    """An image is a one-frame clip: no temporal pooling is left, whatever the padding holds."""
+    torch.manual_seed(0)
+    text, images = torch.randn(6, 16), torch.randn(4, 16)
+    video = torch.randn(4, 3, 16)  # padding slots full of noise
+    video[:, 0] = images
+    mask = torch.tensor([[True, False, False]] * 4)
+    expected = 100.0 * F.normalize(text, dim=-1) @ F.normalize(images, dim=-1).T
+    got = head(text, video, mask, torch.tensor(100.0))
+    assert torch.allclose(got, expected, atol=1e-4)
+    assert torch.allclose(head(text, images[:, None], mask[:, :1], torch.tensor(100.0)), expected, atol=1e-4)

@@ -59,6 +59,44 @@ def test_multi_caption_text_to_video_and_video_to_text():
     assert video_to_text_ranks(sim, caption_video).tolist() == [1, 2]
 
 
+def test_five_captions_per_image_both_directions_and_rsum_by_hand():
+    """The image-text protocol (Flickr30K, MSCOCO): images A, B, C with five captions each."""
+    caption_image = torch.arange(3).repeat_interleave(5)
+    sim = torch.tensor(
+        [  # columns: images A, B, C
+            [0.9, 0.1, 0.2],  # A's captions: t2i ranks 1, 2, 2 (a tie with B), 3, 1
+            [0.5, 0.6, 0.1],
+            [0.3, 0.3, 0.0],
+            [0.2, 0.4, 0.5],
+            [0.7, 0.0, 0.0],
+            [0.0, 0.8, 0.0],  # B's captions: 1, 3, 1, 2, 2
+            [0.95, 0.2, 0.3],
+            [0.1, 0.4, 0.2],
+            [0.6, 0.5, 0.0],
+            [0.0, 0.1, 0.2],
+            [0.0, 0.0, 0.05],  # C's captions: 1, 2, 1, 1, 1
+            [0.92, 0.0, 0.01],
+            [0.0, 0.0, 0.02],
+            [0.0, 0.0, 0.03],
+            [0.0, 0.0, 0.04],
+        ]
+    )
+    assert text_to_video_ranks(sim, caption_image).tolist() == [1, 2, 2, 3, 1, 1, 3, 1, 2, 2, 1, 2, 1, 1, 1]
+    # i2t, the best of each image's captions among all 15: A's best 0.9 has 0.95 (c6) and 0.92 (c11) above it
+    # -> 3; B's best 0.8 has nothing above -> 1; C's best 0.05 has c0 .2, c1 .1, c3 .5, c6 .3, c7 .2, c9 .2 -> 7.
+    assert video_to_text_ranks(sim, caption_image).tolist() == [3, 1, 7]
+    results = retrieval_metrics(sim, caption_image)
+    t2i, i2t = results["t2v"], results["v2t"]
+    assert (t2i["R1"], t2i["R5"], t2i["R10"], t2i["MdR"], t2i["MnR"]) == pytest.approx((800 / 15, 100, 100, 1, 1.6))
+    assert (i2t["R1"], i2t["R5"], i2t["R10"], i2t["MdR"], i2t["MnR"]) == pytest.approx(
+        (100 / 3, 200 / 3, 100, 3, 11 / 3)
+    )
+    assert results["rsum"] == pytest.approx(800 / 15 + 200 + 100 / 3 + 200 / 3 + 100)
+    sim[7, 2] = float("nan")
+    with pytest.raises(CmadapterError, match="1 caption rows: 7"):
+        retrieval_metrics(sim, caption_image)
+
+
 def test_clip4clip_group_convention():
     caption_video = torch.tensor([0, 0, 1, 2])
     sim = torch.tensor(

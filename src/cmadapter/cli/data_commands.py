@@ -59,9 +59,9 @@ def run_prepare(args: argparse.Namespace) -> int:
 def add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="decode every video of a dataset once into a frame cache")
     p.set_defaults(run=run_prepare)
-    p.add_argument("dataset", help="msrvtt, msvd, vatex, didemo or activitynet")
+    p.add_argument("dataset", help="msrvtt, msvd, vatex, didemo, activitynet, flickr30k or mscoco")
     p.add_argument("--annotations", required=True, help="folder with the dataset's annotation files")
-    p.add_argument("--videos", required=True, help="folder with the videos (any depth) or frame folders")
+    p.add_argument("--videos", required=True, help="folder with the videos or images (any depth), or frame folders")
     p.add_argument("--out", required=True, help="cache folder to create or complete")
     p.add_argument("--fps", type=float, default=1.0, help="grid points per second (default 1)")
     p.add_argument("--short-side", type=int, default=224, help="stored frame size: the model's input size")

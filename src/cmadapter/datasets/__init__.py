@@ -4,7 +4,8 @@
     test = retrieval_split(load_split("msvd", Path("data/msvd"), "test"), "msvd/test")
 
 Adding a dataset is one module with ``SPLITS`` and ``read(annotations, split, **options)`` (and
-``file_aliases`` if its files are not named by its ids), plus one line in ``DATASETS``.
+``file_aliases`` if its files are not named by its ids, ``MEDIA = "image"`` if its items are stills),
+plus one line in ``DATASETS``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import CmadapterError, DataError
-from . import activitynet, didemo, msrvtt, msvd, vatex
+from . import activitynet, didemo, flickr30k, mscoco, msrvtt, msvd, vatex
 from .records import Record, RetrievalSplit, retrieval_split
 
 
@@ -30,6 +31,7 @@ class DatasetSpec:
     splits: tuple[str, ...]
     read: Callable[..., list[Record]]  # (annotations: Path, split: str, **options)
     file_aliases: Callable[[str], list[str]] = _no_aliases
+    media: str = "video"  # "image": every item is a still (a one-frame clip)
 
     @property
     def options(self) -> list[str]:
@@ -38,7 +40,8 @@ class DatasetSpec:
 
 
 def _spec(name: str, module: ModuleType) -> DatasetSpec:
-    return DatasetSpec(name, module.SPLITS, module.read, getattr(module, "file_aliases", _no_aliases))
+    aliases = getattr(module, "file_aliases", _no_aliases)
+    return DatasetSpec(name, module.SPLITS, module.read, aliases, getattr(module, "MEDIA", "video"))
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -47,6 +50,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "vatex": _spec("vatex", vatex),
     "didemo": _spec("didemo", didemo),
     "activitynet": _spec("activitynet", activitynet),
+    "flickr30k": _spec("flickr30k", flickr30k),
+    "mscoco": _spec("mscoco", mscoco),
 }
 
 

@@ -20,7 +20,7 @@ from ..errors import CmadapterError
 from ..masks import frame_mask
 from ..precision import autocast
 from ..training.distributed import DistributedContext, gather_no_grad
-from .metrics import retrieval_metrics
+from .metrics import retrieval_metrics, rsum
 from .postprocess import POSTPROCESSORS, check_postprocessors
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,8 @@ def metrics_from_similarity(similarity: torch.Tensor, data: EvalData, config: Ev
             rescore = POSTPROCESSORS[name]
             t2v = retrieval_metrics(rescore(similarity), data.caption_video, v2t=config.v2t)["t2v"]
             v2t = retrieval_metrics(rescore(similarity.T).T, data.caption_video, v2t=config.v2t)["v2t"]
-            results["postprocessed"][name] = {"t2v": t2v, "v2t": v2t}
+            block = {"t2v": t2v, "v2t": v2t}
+            results["postprocessed"][name] = {**block, "rsum": rsum(block)}
     return results
 
 

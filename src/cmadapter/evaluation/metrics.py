@@ -9,11 +9,17 @@ Conventions (stated because papers differ):
   ``"clip4clip"`` is CLIP4Clip's lenient variant, labelled as such: the candidates are caption *groups*
   (one per video), each scored by the best of its captions.
 - A NaN or infinite similarity is an error naming the rows, never a silently dropped query.
+- ``rsum``: R@1 + R@5 + R@10 of both directions, the image-text field's single number.
+
+Images are one-frame videos here: for Flickr30K and MSCOCO "t2v" is text→image (image retrieval, each of an
+image's five captions a query) and "v2t" image→text (text retrieval, the best of the image's captions), the
+conventions those papers report.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -77,14 +83,19 @@ def rank_metrics(ranks: torch.Tensor) -> dict[str, float]:
     }
 
 
+def rsum(results: dict) -> float:
+    """R@1 + R@5 + R@10 of both directions."""
+    return float(sum(results[d][k] for d in ("t2v", "v2t") for k in ("R1", "R5", "R10")))
+
+
 def retrieval_metrics(
     similarity: torch.Tensor,
     caption_video: Sequence[int] | torch.Tensor,
     *,
     v2t: str = "best-caption",
     captions: Sequence[str] | None = None,
-) -> dict[str, dict[str, float]]:
-    """Both directions from a [captions, videos] similarity matrix."""
+) -> dict[str, Any]:
+    """Both directions from a [captions, videos] similarity matrix, and their ``rsum``."""
     similarity = similarity.detach().float().cpu()
     caption_video = torch.as_tensor(caption_video, dtype=torch.long)
     if similarity.ndim != 2 or similarity.shape[0] != len(caption_video):
@@ -94,7 +105,8 @@ def retrieval_metrics(
     if len(caption_video) and (caption_video.min() < 0 or caption_video.max() >= similarity.shape[1]):
         raise CmadapterError("caption_video holds a video index outside the similarity matrix")
     check_finite(similarity, captions)
-    return {
+    results = {
         "t2v": rank_metrics(text_to_video_ranks(similarity, caption_video)),
         "v2t": {**rank_metrics(video_to_text_ranks(similarity, caption_video, v2t)), "convention": v2t},
     }
+    return {**results, "rsum": rsum(results)}

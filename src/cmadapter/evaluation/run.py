@@ -6,6 +6,7 @@ from typing import Any
 
 from ..config import RunConfig
 from ..config_validation import validate_config
+from ..datasets import get_dataset
 from ..model import build_model_from_config
 from ..training.data import build_eval_data
 from ..training.distributed import init_distributed, shutdown_distributed
@@ -42,6 +43,7 @@ def evaluate_config(
         counts = model.num_parameters()
         return {
             "split": data.name,
+            "media": get_dataset(config.data.dataset).media,
             "model": label,
             "test": metrics,
             "efficiency": {

@@ -23,17 +23,24 @@ def summary_line(results: dict[str, Any]) -> str:
     return text
 
 
+# Direction labels by the kind of item retrieved (results keep the keys "t2v" and "v2t" for both).
+DIRECTIONS = {"video": ("t2v", "v2t"), "image": ("t2i", "i2t")}
+
+
 def format_eval(results: dict) -> str:
+    labels = DIRECTIONS[results.get("media", "video")]
     lines = [f"{results['split']}: {results['model']}"]
     for name, block in [("", results["test"])] + [
         (f" [{k}, transductive]", v) for k, v in results["test"].get("postprocessed", {}).items()
     ]:
-        for direction in ("t2v", "v2t"):
+        for direction, label in zip(("t2v", "v2t"), labels):
             m = block[direction]
             lines.append(
-                f"  {direction}{name}: R@1 {m['R1']:.1f}  R@5 {m['R5']:.1f}  R@10 {m['R10']:.1f}  "
+                f"  {label}{name}: R@1 {m['R1']:.1f}  R@5 {m['R5']:.1f}  R@10 {m['R10']:.1f}  "
                 f"MdR {m['MdR']:.1f}  MnR {m['MnR']:.1f}"
             )
+        if "rsum" in block:
+            lines.append(f"  rsum{name}: {block['rsum']:.1f}")
     return "\n".join(lines)
 
 

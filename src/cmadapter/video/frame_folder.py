@@ -15,14 +15,11 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
 from .decode import GridFrames, describe
-from .preprocess import resize_short_side
+from .image import IMAGE_EXTENSIONS, load_image
 from .sampling import grid_count
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def natural_key(name: str) -> list[str | int]:
@@ -66,8 +63,4 @@ def decode_folder_grid(
 
 
 def _load(path: Path, short_side: int, what: str) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return resize_short_side(image.convert("RGB"), short_side)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise DataError(f"{what}: cannot read frame {path.name}: {exc}") from exc
+    return load_image(path, short_side, what=f"{what}: frame {path.name}")

@@ -1,5 +1,5 @@
-"""Decode the frames on a time grid from a path: a video file, or a folder of pre-extracted frames; and the
-clip of a window read from there."""
+"""Decode the frames on a time grid from a path: a video file, a folder of pre-extracted frames, or an image
+(a one-frame clip); and the clip of a window read from there."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from .decode import GridFrames, decode_grid, describe
 from .frame_folder import decode_folder_grid
+from .image import decode_image_grid, is_image_file
 from .preprocess import fit_frame
 from .sampling import WHOLE_VIDEO, Clip, Sampling, Window, clip_points, grid_times
 
@@ -26,11 +27,14 @@ def decode_path_grid(
     threads: int = 1,
     allow_truncated: bool = False,
 ) -> GridFrames:
-    """Grid frames of a video file, or of a frame folder when ``path`` is a directory.
+    """Grid frames of a video file, of a frame folder when ``path`` is a directory, of an image file (by its
+    extension) as one frame at time 0.
 
     A video file that ends early raises ``TruncatedVideo`` unless ``allow_truncated`` (``decode_grid``)."""
     if path.is_dir():
         return decode_folder_grid(path, rate, short_side, choose, folder_fps=folder_fps, video_id=video_id)
+    if is_image_file(path):
+        return decode_image_grid(path, rate, short_side, choose, video_id=video_id)
     return decode_grid(
         path, rate, short_side, choose, video_id=video_id, threads=threads, allow_truncated=allow_truncated
     )
@@ -46,7 +50,7 @@ def read_video_clip(
     folder_fps: Fraction | None = None,
     threads: int = 1,
 ) -> Clip:
-    """The clip of a video file or frame folder: at most ``sampling.max_frames`` frames of ``window``,
+    """The clip of a video file, frame folder or image: at most ``sampling.max_frames`` frames of ``window``,
     CLIP-sized uint8."""
     path = Path(path)
     name = describe(path, video_id)
