@@ -104,20 +104,27 @@ def add_compare(sub) -> None:
 
 
 def run_demo_command(args: argparse.Namespace) -> int:
-    from ..demo.run import run_demo
     from ..evaluation.tables import gain_line, markdown_table
 
-    results = run_demo(args.out, quick=args.quick, methods=csv_list(args.methods), progress=not args.no_progress)
+    if args.images:
+        from ..demo.images import METHODS, run_image_demo
+
+        methods = csv_list(args.methods) if args.methods else METHODS
+        results = run_image_demo(args.out, quick=args.quick, methods=methods, progress=not args.no_progress)
+        media, files = "image", "images_results.json, images_results.md"
+    else:
+        from ..demo.run import METHODS, run_demo
+
+        methods = csv_list(args.methods) if args.methods else METHODS
+        results = run_demo(args.out, quick=args.quick, methods=methods, progress=not args.no_progress)
+        media, files = "video", "results.json, results.md, recall_vs_params.png"
     print()
-    print(markdown_table(results["methods"]))
-    gain = gain_line(results["methods"])
+    print(markdown_table(results["methods"], media))
+    gain = gain_line(results["methods"], media)
     if gain:
         print(gain)
     print(f"{results['timings_seconds']['total']:.0f} s in all.")
-    print(
-        f"Results: {args.out}/results.json, results.md, recall_vs_params.png; runs and TensorBoard events in "
-        f"{args.out}/{results['variant']}/runs/"
-    )
+    print(f"Results: {args.out}/{files}; runs and TensorBoard events in {args.out}/{results['variant']}/runs/")
     if "grounding" in results:
         print(f"Report (Cross-Modal Adapter against zero-shot): {args.out}/report/report.html")
     return 0
@@ -128,9 +135,11 @@ def add_demo(sub) -> None:
     p.set_defaults(run=run_demo_command)
     p.add_argument("--out", default="demo_out", help="output folder (reused by reruns)")
     p.add_argument("--quick", action="store_true", help="a smaller dataset and budget (about two minutes)")
+    p.add_argument("--images", action="store_true", help="the image-text variant (stills, five captions each)")
     p.add_argument(
         "--methods",
-        default="zero-shot,cross-modal,uni-modal,full",
-        help="comma-separated, or 'all' for zero-shot and every method",
+        default=None,
+        help="comma-separated, or 'all' for zero-shot and every method "
+        "(default zero-shot,cross-modal,uni-modal,full; with --images zero-shot,cross-modal,adapter-attn,uni-modal)",
     )
     p.add_argument("--no-progress", action="store_true")

@@ -82,13 +82,17 @@ def demo_config(settings: DemoSettings, data, weights: Path, cache: Path, out: P
 
 def demo_runs(settings: DemoSettings, methods: Sequence[str] = METHODS) -> list[MethodRun]:
     """The demo's settings for each method (``all``: every registered one): bottlenecks and ranks at the
-    demo's ``r`` (the tiny CLIP is 128 wide, so AdaptFormer's usual 64 would not be a bottleneck), the
-    backbone learning-rate scale of full fine-tuning for partial fine-tuning too."""
+    demo's ``r`` (the tiny CLIP is 128 wide, so AdaptFormer's usual 64 would not be a bottleneck), MaPLe in
+    every block (the tiny towers have 3), the backbone learning-rate scale of full fine-tuning for partial
+    fine-tuning too."""
     from ..methods import METHODS as REGISTERED
 
+    arch = settings.pretrain.architecture
     options: dict[str, dict[str, Any]] = {
         "cross-modal": {"r": settings.r, "shared_dim": settings.shared_dim},
         "uni-modal": {"r": settings.r},
+        "adapter-attn": {"r": settings.r},
+        "maple": {"depth": min(arch.vision_layers, arch.text_layers)},  # MaPLe's 9 of 12 blocks: all of ours
         "adaptformer": {"r": settings.r},
         "lora": {"r": settings.r, "alpha": float(settings.r)},
         "full": {"backbone_lr_scale": settings.full_backbone_lr_scale},

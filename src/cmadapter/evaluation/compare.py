@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import RunConfig, load_config, save_config
 from ..config_validation import validate_config
+from ..datasets import get_dataset
 from ..errors import CmadapterError
 from .tables import ZERO_SHOT, format_eval, markdown_table, summary_line
 
@@ -128,7 +129,7 @@ def compare(base: RunConfig, runs: Sequence[MethodRun], out_dir: str | Path, *, 
     add_relative(results)
     table = {"methods": results}
     (out_dir / "comparison.json").write_text(json.dumps(table, indent=2))
-    (out_dir / "comparison.md").write_text(markdown_table(results))
+    (out_dir / "comparison.md").write_text(markdown_table(results, get_dataset(base.data.dataset).media))
     plot_recall_vs_params(results, out_dir / "recall_vs_params.png")
     plot_recall_vs_cost(results, out_dir / "recall_vs_cost.png")
     return table
@@ -147,6 +148,7 @@ def summarise(run: MethodRun, metrics: dict[str, Any]) -> dict[str, Any]:
         "total_params": efficiency.get("total_params"),
         "t2v": {k: test["t2v"][k] for k in keys},
         "v2t": {k: test["v2t"][k] for k in keys},
+        "rsum": test.get("rsum"),
         "step_seconds": efficiency.get("step_seconds_median"),
         "train_seconds": efficiency.get("train_seconds", 0.0),
         "peak_memory_mb": efficiency.get("peak_memory_mb"),
@@ -177,6 +179,8 @@ def _style(method: str) -> dict[str, Any]:
         "coop": {"color": "tab:green", "marker": "o"},
         "vpt": {"color": "coral", "marker": "o"},
         "vl-prompt": {"color": "deepskyblue", "marker": "o"},
+        "maple": {"color": "navy", "marker": "o"},
+        "adapter-attn": {"color": "gold", "marker": "s"},
     }
     return {"color": "tab:blue", "marker": "o", "markersize": 8} | styles.get(method, {})
 

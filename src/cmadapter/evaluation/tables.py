@@ -44,14 +44,18 @@ def format_eval(results: dict) -> str:
     return "\n".join(lines)
 
 
-def markdown_table(results: dict[str, dict[str, Any]]) -> str:
+def markdown_table(results: dict[str, dict[str, Any]], media: str = "video") -> str:
+    """The comparison as Markdown; for images the directions read T2I/I2T and an rsum column is added."""
+
     def number(value, fmt="{:.1f}"):
         return "–" if value is None else fmt.format(value)
 
+    forward, backward = ("T2I", "I2T") if media == "image" else ("T2V", "V2T")
+    rsum = media == "image"
     head = (
-        "| method | trainable params | % of total | T2V R@1 | R@5 | R@10 | MnR | V2T R@1 | R@5 | R@10 | MnR "
-        "| s/step | time vs full | peak memory (MB) | memory vs full |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        f"| method | trainable params | % of total | {forward} R@1 | R@5 | R@10 | MnR | {backward} R@1 | R@5 | R@10 "
+        f"| MnR {'| rsum ' if rsum else ''}| s/step | time vs full | peak memory (MB) | memory vs full |\n"
+        f"|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|{'---:|' if rsum else ''}---:|---:|---:|---:|\n"
     )
     rows = []
     for label, r in results.items():
@@ -61,15 +65,17 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
             f"| {label} | {r['trainable_params']:,} | {number(share, '{:.2f}')} "
             f"| {t['R1']:.1f} | {t['R5']:.1f} | {t['R10']:.1f} | {t['MnR']:.1f} "
             f"| {v['R1']:.1f} | {v['R5']:.1f} | {v['R10']:.1f} | {v['MnR']:.1f} "
-            f"| {number(r['step_seconds'], '{:.3f}')} | {number(r['time_vs_full'], '{:.2f}×')} "
+            + (f"| {number(r.get('rsum'))} " if rsum else "")
+            + f"| {number(r['step_seconds'], '{:.3f}')} | {number(r['time_vs_full'], '{:.2f}×')} "
             f"| {number(r['peak_memory_mb'], '{:.0f}')} | {number(r['memory_vs_full'], '{:.2f}×')} |"
         )
     return head + "\n".join(rows) + "\n"
 
 
-def gain_line(results: dict[str, dict[str, Any]]) -> str | None:
-    """Text→video R@1 points the Cross-Modal Adapter gained over zero-shot, when both are in ``results``."""
+def gain_line(results: dict[str, dict[str, Any]], media: str = "video") -> str | None:
+    """Text→video (text→image) R@1 points the Cross-Modal Adapter gained over zero-shot, when both are in
+    ``results``."""
     if "cross-modal" not in results or ZERO_SHOT not in results:
         return None
     points = results["cross-modal"]["t2v"]["R1"] - results[ZERO_SHOT]["t2v"]["R1"]
-    return f"Cross-Modal Adapter text→video R@1 over zero-shot: {points:+.1f} points."
+    return f"Cross-Modal Adapter text→{media} R@1 over zero-shot: {points:+.1f} points."
