@@ -405,7 +405,16 @@ def test_counts_at_the_paper_setting(vit_b32, method, options, count):
     assert sum(created.parameter_breakdown().values()) == count
 
 
-@pytest.mark.parametrize(("method", "args", "count"), [("vl-prompt", [], 76_800), ("full", [], 123_540_993)])
+@pytest.mark.parametrize(
+    ("method", "args", "count"),
+    [
+        ("vl-prompt", [], 76_800),
+        ("full", [], 123_540_993),
+        ("maple", [], 3_555_072),
+        ("adapter-attn", [], 261_312),
+        ("adapter-attn", ["--r", "16"], 507_264),
+    ],
+)
 def test_info_json_prints_the_count(capsys, method, args, count):
     from cmadapter.cli import main
 
