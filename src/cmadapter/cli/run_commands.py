@@ -140,6 +140,6 @@ def add_demo(sub) -> None:
         "--methods",
         default=None,
         help="comma-separated, or 'all' for zero-shot and every method "
-        "(default zero-shot,cross-modal,uni-modal,full; with --images zero-shot,cross-modal,adapter-attn,uni-modal)",
+        "(default zero-shot,cross-modal,uni-modal,full; with --images zero-shot,cross-modal,uni-modal,adapter-attn,maple)",
     )
     p.add_argument("--no-progress", action="store_true")

@@ -35,7 +35,7 @@ from .synthetic import COLOURS, SyntheticConfig, object_phrase, shape_mask
 
 log = logging.getLogger(__name__)
 
-METHODS = (ZERO_SHOT, "cross-modal", "adapter-attn", "uni-modal")
+METHODS = (ZERO_SHOT, "cross-modal", "uni-modal", "adapter-attn", "maple")
 ANNOTATION_FILE = "dataset_flickr30k.json"
 IMAGE_DIR = "flickr30k-images"
 STAMP = "images.json"
