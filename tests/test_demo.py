@@ -43,8 +43,8 @@ def test_the_adapter_beats_zero_shot_on_the_image_task(tmp_path):
 
     results = run_image_demo(tmp_path, settings=settings, methods=("zero-shot", "cross-modal"), progress=False)
     zero, adapter = results["methods"]["zero-shot"], results["methods"]["cross-modal"]
-    assert adapter["t2v"]["R1"] > zero["t2v"]["R1"] + 10, (zero["t2v"], adapter["t2v"])
-    assert adapter["rsum"] > zero["rsum"]
+    assert adapter["t2v"]["R1"] > zero["t2v"]["R1"] + 5, (zero["t2v"], adapter["t2v"])
+    assert adapter["rsum"] > zero["rsum"] + 20, (zero["rsum"], adapter["rsum"])
     saved = json.loads((tmp_path / "images_results.json").read_text())
     assert saved["variant"] == "images-custom" and set(saved["methods"]) == {"zero-shot", "cross-modal"}
     assert "T2I R@1" in (tmp_path / "images_results.md").read_text()

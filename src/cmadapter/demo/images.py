@@ -78,6 +78,9 @@ class ImageTaskConfig:
 @dataclass(frozen=True)
 class ImageDemoSettings(DemoSettings):
     images: ImageTaskConfig = field(default_factory=ImageTaskConfig)
+    # Chosen on the quick variant (cross-modal text->image R@1 over zero-shot: +7.3 points at the video demo's
+    # 2e-3 for 8 epochs, +8.3 at 2e-3 for 24, +10.0 at 6e-3 for 8): one frame per item trains faster than three.
+    lr: float = 6e-3
 
     @classmethod
     def quick(cls) -> ImageDemoSettings:
