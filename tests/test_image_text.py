@@ -117,3 +117,20 @@ train: {{precision: fp32, device: cpu}}
     total = sum(results["test"][d][k] for d in ("t2v", "v2t") for k in ("R1", "R5", "R10"))
     assert results["test"]["rsum"] == pytest.approx(total)
     assert f"rsum: {total:.1f}" in printed
+
+
+def test_prepare_caches_the_images_and_skips_a_split_the_file_lacks(tmp_path, capsys):
+    images = tmp_path / "flickr30k-images"
+    images.mkdir()
+    entries = []
+    for i in range(3):
+        Image.fromarray(photo(20 + i, (40, 32))).save(images / f"{i}.jpg")
+        entries.append(karpathy_image(f"{i}.jpg", "test" if i else "train", five(f"picture {i}")))
+    annotations = write_karpathy(tmp_path / "annotations", "dataset_flickr30k.json", entries)  # no val images
+    cache = tmp_path / "cache"
+    argv = ["prepare", "flickr30k", "--annotations", str(annotations), "--videos", str(tmp_path), "--out", str(cache)]
+    assert main([*argv, "--short-side", "32", "--workers", "0"]) == 0
+    assert "3 videos decoded" in capsys.readouterr().out
+    assert sorted(p.name for p in (cache / "frames").iterdir()) == ["0.jpg.npy", "1.jpg.npy", "2.jpg.npy"]
+    assert main([*argv, "--splits", "val"]) != 0  # asked for by name: an empty split is an error
+    assert "flickr30k/val: the annotation files" in capsys.readouterr().err

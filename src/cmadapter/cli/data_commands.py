@@ -25,11 +25,14 @@ def run_prepare(args: argparse.Namespace) -> int:
     video_ids: list[str] = []
     for split in splits:
         try:
-            records = load_split(args.dataset, args.annotations, split, **options)
+            records = load_split(args.dataset, args.annotations, split, allow_empty=not args.splits, **options)
         except AnnotationFileMissing as exc:
             if args.splits:
                 raise
             log.info("skipping %s/%s: %s", args.dataset, split, exc)
+            continue
+        if not records:  # e.g. a Karpathy file without val images
+            log.info("skipping %s/%s: no records in the annotation files", args.dataset, split)
             continue
         log.info("%s/%s: %d records, %d videos", args.dataset, split, len(records), len({r.video_id for r in records}))
         video_ids += [r.video_id for r in records]

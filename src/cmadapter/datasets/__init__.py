@@ -61,8 +61,11 @@ def get_dataset(name: str) -> DatasetSpec:
     return DATASETS[name]
 
 
-def load_split(dataset: str, annotations: str | Path, split: str, **options) -> list[Record]:
-    """The records of one split of ``dataset``, read from the annotation folder ``annotations``."""
+def load_split(
+    dataset: str, annotations: str | Path, split: str, *, allow_empty: bool = False, **options
+) -> list[Record]:
+    """The records of one split of ``dataset``, read from the annotation folder ``annotations``; a split
+    without records is an error unless ``allow_empty`` (``prepare`` of every split of a file that lacks one)."""
     spec = get_dataset(dataset)
     if split not in spec.splits:
         raise CmadapterError(f"{dataset} has no split {split!r}; its splits: {', '.join(spec.splits)}")
@@ -74,7 +77,7 @@ def load_split(dataset: str, annotations: str | Path, split: str, **options) -> 
     if not annotations.is_dir():
         raise DataError(f"annotation folder not found: {annotations}")
     records = spec.read(annotations, split, **options)
-    if not records:
+    if not records and not allow_empty:
         raise DataError(f"{dataset}/{split}: the annotation files in {annotations} give no records")
     return records
 
