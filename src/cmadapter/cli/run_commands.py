@@ -107,7 +107,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
     from ..demo.run import run_demo
     from ..evaluation.tables import gain_line, markdown_table
 
-    results = run_demo(args.out, quick=args.quick, methods=csv_list(args.methods), progress=not args.no_progress)
+    results = run_demo(
+        args.out, quick=args.quick, seed=args.seed, methods=csv_list(args.methods), progress=not args.no_progress
+    )
     print()
     print(markdown_table(results["methods"]))
     gain = gain_line(results["methods"])
@@ -116,7 +118,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
     print(f"{results['timings_seconds']['total']:.0f} s in all.")
     print(
         f"Results: {args.out}/results.json, results.md, recall_vs_params.png; runs and TensorBoard events in "
-        f"{args.out}/{results['variant']}/runs/"
+        f"{results['runs']}/"
     )
     if "grounding" in results:
         print(f"Report (Cross-Modal Adapter against zero-shot): {args.out}/report/report.html")
@@ -128,6 +130,12 @@ def add_demo(sub) -> None:
     p.set_defaults(run=run_demo_command)
     p.add_argument("--out", default="demo_out", help="output folder (reused by reruns)")
     p.add_argument("--quick", action="store_true", help="a smaller dataset and budget (about two minutes)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seeds pretraining and every method's training; the synthetic dataset stays the same (default 42)",
+    )
     p.add_argument(
         "--methods",
         default="zero-shot,cross-modal,uni-modal,full",
