@@ -8,6 +8,7 @@ import torch
 
 from cmadapter import CmadapterError
 from cmadapter.config import OptimConfig
+from cmadapter.training import bert_adam
 from cmadapter.training.bert_adam import BertAdam
 from cmadapter.training.optim import build_scheduler, warmup_cosine_total
 
@@ -99,6 +100,23 @@ def test_foreach_and_per_tensor_updates_are_bitwise_equal():
     w1, b1, *_ = ours(data, foreach=True)
     w2, b2, *_ = ours(data, foreach=False)
     assert torch.equal(w1, w2) and torch.equal(b1, b2)
+
+
+def test_foreach_in_chunks_is_bitwise_the_per_tensor_update(monkeypatch):
+    monkeypatch.setattr(bert_adam, "FOREACH_CHUNK_ELEMENTS", 7)
+    sizes = [3, 4, 2, 9, 1, 5]
+    assert bert_adam._chunks([torch.zeros(n) for n in sizes], 7) == [slice(0, 2), slice(2, 3), slice(3, 4), slice(4, 6)]
+    results = []
+    for foreach in (True, False):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.randn(n, generator=generator, requires_grad=True) for n in sizes]
+        optimizer = BertAdam(params, lr=0.1, weight_decay=0.1, foreach=foreach)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator)
+            optimizer.step()
+        results.append(params)
+    assert all(torch.equal(a, b) for a, b in zip(*results, strict=True))
 
 
 def test_bert_adam_is_not_adamw():

@@ -77,25 +77,38 @@ class BertAdam(torch.optim.Optimizer):
             foreach = group["foreach"]
             if foreach is None:
                 foreach = _foreach_pays(params)
-            update = _foreach_update if foreach else _single_tensor_update
             beta1, beta2 = group["betas"]
-            update(
-                params,
-                grads,
-                exp_avgs,
-                exp_avg_sqs,
-                lr=group["lr"],
-                beta1=beta1,
-                beta2=beta2,
-                eps=group["eps"],
-                weight_decay=group["weight_decay"],
-            )
+            hyper = {"lr": group["lr"], "eps": group["eps"], "weight_decay": group["weight_decay"]}
+            hyper |= {"beta1": beta1, "beta2": beta2}
+            if not foreach:
+                _single_tensor_update(params, grads, exp_avgs, exp_avg_sqs, **hyper)
+                continue
+            for part in _chunks(params, FOREACH_CHUNK_ELEMENTS):
+                _foreach_update(params[part], grads[part], exp_avgs[part], exp_avg_sqs[part], **hyper)
         return loss
+
+
+# foreach keeps two temporaries as large as the tensors it updates at once: in chunks of this many
+# elements (64 MB in fp32) full fine-tuning's step does not need 1 GB more, and a chunk is still large
+# enough that the Python round trips stay few.
+FOREACH_CHUNK_ELEMENTS = 1 << 24
+
+
+def _chunks(tensors: list[torch.Tensor], limit: int) -> list[slice]:
+    """Consecutive runs of ``tensors`` of at most ``limit`` elements (a larger tensor is a run alone)."""
+    parts, start, count = [], 0, 0
+    for i, tensor in enumerate(tensors):
+        if count and count + tensor.numel() > limit:
+            parts.append(slice(start, i))
+            start, count = i, 0
+        count += tensor.numel()
+    parts.append(slice(start, len(tensors)))
+    return parts
 
 
 def _foreach_pays(params: list[torch.Tensor]) -> bool:
     # foreach: one kernel launch per op for all tensors on CUDA; on CPU it only saves the Python loop,
-    # which is what dominates for an adapter's ~100 small tensors and costs nothing for large ones.
+    # which is what dominates for an adapter's few hundred small tensors and costs nothing for large ones.
     return all(p.device.type in ("cpu", "cuda") for p in params)
 
 
