@@ -30,9 +30,9 @@ from ..errors import CmadapterError
 
 
 class BertAdam(torch.optim.Optimizer):
-    """``foreach``: update all of a group's tensors with ``torch._foreach_*`` calls (fewer Python round
-    trips) rather than one tensor at a time; ``None`` picks it where it was measured to pay (see
-    ``docs/BENCHMARKS.md``). Both give the same numbers."""
+    """``foreach``: update a group's tensors with ``torch._foreach_*`` calls (one per operation for many
+    tensors, in chunks) rather than one tensor at a time; ``None`` uses it on CPU and CUDA. Both give
+    bitwise the same numbers; docs/BENCHMARKS.md has what their speed was measured to be."""
 
     def __init__(
         self,
@@ -107,8 +107,9 @@ def _chunks(tensors: list[torch.Tensor], limit: int) -> list[slice]:
 
 
 def _foreach_pays(params: list[torch.Tensor]) -> bool:
-    # foreach: one kernel launch per op for all tensors on CUDA; on CPU it only saves the Python loop,
-    # which is what dominates for an adapter's few hundred small tensors and costs nothing for large ones.
+    # On CUDA foreach launches one multi-tensor kernel per operation instead of one per tensor; on CPU it
+    # runs the same per-tensor kernels without the Python loop between them (not measurably faster on our
+    # shared 2-core machine, never slower), so it is the default on both.
     return all(p.device.type in ("cpu", "cuda") for p in params)
 
 
