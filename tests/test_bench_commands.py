@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from annotation_files import tiny_msrvtt_run
 from cmadapter.cli import main
@@ -122,3 +123,21 @@ def test_train_step_runs_data_parallel_under_torchrun(capsys, tiny_weights):
     assert report["settings"]["nproc_per_node"] == 2
     assert adapter["allreduce_mb_per_step"] < full["allreduce_mb_per_step"]
     assert adapter["time_ratio_to_full"] > 0
+
+
+@pytest.mark.parametrize(
+    ("flags", "path"),
+    [
+        ("fpu avx512f avx512_bf16 amx_bf16 amx_tile", "AMX"),
+        ("fpu avx512f avx512_bf16", "AVX512-BF16"),
+        ("fpu avx2", "none"),
+    ],
+)
+def test_cpu_facts_name_the_bf16_path_from_the_flags(tmp_path, flags, path):
+    from cmadapter.bench.machine import cpu_facts
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: Some CPU 9000\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    facts = cpu_facts(str(cpuinfo))
+    assert facts["cpu"] == "Some CPU 9000" and facts["bf16_path"] == path
+    assert facts["torch"] == torch.__version__ and facts["cpu_capability"]

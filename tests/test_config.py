@@ -70,3 +70,4 @@ def test_every_recipe_loads_and_says_where_its_values_come_from(path):
     config = load_config(path)
     assert isinstance(config, RunConfig)
     assert "#" in path.read_text()  # each recipe comments its sources
+    assert (config.optim.name, config.optim.schedule) == ("bert-adam", "warmup-cosine-total")  # the official code's

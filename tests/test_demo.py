@@ -13,12 +13,18 @@ def test_the_adapter_beats_zero_shot_on_the_demo_task(tmp_path):
         pretrain=PretrainConfig.quick(steps=100),
         epochs=10,
     )
-    results = run_demo(tmp_path, settings=settings, methods=("zero-shot", "cross-modal"), progress=False)
+    results = run_demo(tmp_path, settings=settings, seed=0, methods=("zero-shot", "cross-modal"), progress=False)
     methods = results["methods"]
     zero, adapter = methods["zero-shot"], methods["cross-modal"]
+    # What must hold on any CPU and seed: far above zero-shot with under 1%
+    # of the parameters. The exact figures move with the CPU's kernels, so none is asserted.
     assert adapter["t2v"]["R1"] > zero["t2v"]["R1"] + 10, (zero["t2v"], adapter["t2v"])
-    assert 0 < adapter["trainable_params"] < 0.05 * adapter["total_params"]
+    assert 0 < adapter["trainable_params"] < 0.01 * adapter["total_params"]
     saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["seed"] == 0 and saved["settings"]["pretrain"]["seed"] == 0  # one seed for every stage
+    assert {"cpu", "bf16_path", "cpu_capability", "torch"} <= set(saved["machine"])
+    assert saved["machine"]["bf16_path"] in ("AMX", "AVX512-BF16", "none")
+    assert json.loads((tmp_path / "custom" / "seed0" / "results.json").read_text()) == saved
     for name in ("zero-shot", "cross-modal"):
         row = saved["methods"][name]
         assert {"trainable_params", "total_params", "t2v", "v2t", "train_seconds", "peak_memory_mb"} <= set(row)
@@ -26,7 +32,7 @@ def test_the_adapter_beats_zero_shot_on_the_demo_task(tmp_path):
         assert row["peak_memory_mb"] > 0
     assert (tmp_path / "results.md").read_text().count("|") > 20
     assert (tmp_path / "recall_vs_params.png").stat().st_size > 10_000
-    assert list((tmp_path / "custom" / "runs" / "cross-modal").glob("events.out.tfevents*"))
+    assert list((tmp_path / "custom" / "seed0" / "runs" / "cross-modal").glob("events.out.tfevents*"))
 
 
 def test_the_adapter_beats_zero_shot_on_the_image_task(tmp_path):

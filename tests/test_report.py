@@ -1,6 +1,7 @@
 """`cmadapter report` end to end on a small demo run: files, numbers, the page in Chromium, ground truth."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -30,7 +31,7 @@ def test_the_demo_writes_its_report_with_every_figure(demo):
     for name in ("report.html", "report.json", "curves.png", "examples_t2v.png", "examples_v2t.png", "heatmaps.png"):
         assert (report / name).stat().st_size > 1000, name
     summary = json.loads((report / "report.json").read_text())
-    stored = json.loads((out / "custom" / "runs" / "cross-modal" / "metrics.json").read_text())["test"]
+    stored = json.loads((Path(results["runs"]) / "cross-modal" / "metrics.json").read_text())["test"]
     run, base = summary["models"]
     # The pictures come from the same ranks as the run's own test table, and the baseline is zero-shot's.
     for direction in ("t2v", "v2t"):
@@ -81,8 +82,8 @@ def test_heatmaps_and_frame_weights_find_the_named_objects(demo):
 
 
 def test_the_command_line_writes_a_report_and_names_a_wrong_folder(demo, tmp_path, capsys):
-    out, _ = demo
-    runs = out / "custom" / "runs"
+    _, results = demo
+    runs = Path(results["runs"])
     code = main(["report", str(runs / "cross-modal"), "--baseline", str(runs / "zero-shot"), "--examples", "2",
                  "--heatmaps", "1", "--out", str(tmp_path / "r")])  # fmt: skip
     printed = capsys.readouterr().out

@@ -85,14 +85,18 @@ def assert_same_tensors(a: Path, b: Path) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("save_every", "kill_after", "resumed_from"),
-    [(1, 6, "step00000006"), (4, 6, "step00000004")],  # the second redoes steps 5 and 6
-    ids=["killed-right-after-a-save", "killed-between-saves"],
+    ("save_every", "kill_after", "resumed_from", "optim"),
+    [
+        (1, 6, "step00000006", ("adamw", "cosine")),
+        (4, 6, "step00000004", ("adamw", "cosine")),  # redoes steps 5 and 6
+        (1, 6, "step00000006", ("bert-adam", "warmup-cosine-total")),  # the recipes' optimizer and schedule
+    ],
+    ids=["killed-right-after-a-save", "killed-between-saves", "bert-adam"],
 )
 def test_killed_run_resumes_to_the_same_tensors_bit_for_bit(
-    tiny_weights, tmp_path, save_every, kill_after, resumed_from
+    tiny_weights, tmp_path, save_every, kill_after, resumed_from, optim
 ):
-    common = ["--weights", str(tiny_weights), "--save-every", str(save_every)]
+    common = ["--weights", str(tiny_weights), "--save-every", str(save_every), "--optim", *optim]
     straight = run_script("train", *common, "--out", str(tmp_path / "a"))
     assert straight.returncode == 0, straight.stderr[-2000:]
 

@@ -50,13 +50,17 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=5, help="encode: how many videos")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--optim", nargs=2, default=("adamw", "cosine"), metavar=("NAME", "SCHEDULE"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     resume = "auto" if args.resume else None
+    name, schedule = args.optim
     overrides = {
         "train.save_every_steps": args.save_every,
         "train.device": args.device,
         "train.precision": args.precision,
+        "optim.name": name,
+        "optim.schedule": schedule,
     }
     config = toy_config(args.weights, args.out, resume=resume, **overrides)
     data = colour_data(Tokenizer(None, 32))

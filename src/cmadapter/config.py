@@ -1,7 +1,9 @@
 """Run configuration: typed dataclasses, loaded from YAML recipes and ``key=value`` overrides.
 
 Unknown keys and wrong types are errors that name the key and the file. ``configs/`` holds the paper's
-recipes; every field below has the MSR-VTT recipe's value (DESIGN.md §1) as its default.
+recipes; every field below has the MSR-VTT recipe's value (DESIGN.md §1) as its default, except the
+optimizer and schedule: the recipes name the official code's (``bert-adam``, ``warmup-cosine-total``),
+the defaults are torch's fused AdamW and our schedule.
 """
 
 from __future__ import annotations
@@ -48,12 +50,17 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
+    # adamw: torch's AdamW. bert-adam: the official code's rule (no bias correction, decay inside the
+    # update), which the recipes in configs/ use; see training/optim.py.
+    name: Literal["adamw", "bert-adam"] = "adamw"
     lr: float = 1e-5
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
-    weight_decay: float = 0.2  # decoupled (AdamW); weights only, never biases
+    weight_decay: float = 0.2  # decoupled; weights only, never biases
     warmup: float = 0.1  # fraction of all steps with a linear warm-up
-    schedule: Literal["cosine", "constant"] = "cosine"
+    # cosine: warm-up as (step+1)/warmup steps, then a cosine over the rest; constant: no cosine;
+    # warmup-cosine-total: the official code's (first update at lr 0, the cosine spans all of training).
+    schedule: Literal["cosine", "constant", "warmup-cosine-total"] = "cosine"
     grad_clip: float | None = 1.0
 
 

@@ -29,6 +29,22 @@ def describe_machine(device: torch.device) -> dict[str, str | int]:
     return facts
 
 
+def cpu_facts(cpuinfo: str = "/proc/cpuinfo") -> dict[str, str]:
+    """What decides a CPU run's exact numbers: the CPU, its bf16 kernels, torch's vector ISA and version.
+
+    bf16 matmuls run on AMX tiles, AVX512-BF16 instructions or are emulated (``none``), and torch picks its
+    vectorised kernels by ISA; each path rounds differently, and training amplifies the differences.
+    """
+    flags = set(_cpuinfo_field("flags", cpuinfo).split())
+    bf16 = "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "none"
+    return {
+        "cpu": _cpu_name(cpuinfo),
+        "bf16_path": bf16,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+    }
+
+
 def matmul_peak_flops(device: torch.device, dtype: torch.dtype, sizes: tuple[int, ...] | None = None) -> float:
     """Achieved FLOP/s of large square matmuls in ``dtype``, the best of a few: the practical peak a step
     can approach. One timing can land on a moment the shared machine is busy, hence the best of several.
@@ -54,12 +70,18 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _cpu_name() -> str:
+def _cpu_name(cpuinfo: str = "/proc/cpuinfo") -> str:
+    return _cpuinfo_field("model name", cpuinfo) or platform.processor() or "unknown"
+
+
+def _cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The first processor's ``name`` line in /proc/cpuinfo; empty where there is none (not Linux)."""
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open(cpuinfo) as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    return ""

@@ -116,7 +116,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
         from ..demo.run import METHODS, run_demo
 
         methods = csv_list(args.methods) if args.methods else METHODS
-        results = run_demo(args.out, quick=args.quick, methods=methods, progress=not args.no_progress)
+        results = run_demo(args.out, quick=args.quick, seed=args.seed, methods=methods, progress=not args.no_progress)
         media, files = "video", "results.json, results.md, recall_vs_params.png"
     print()
     print(markdown_table(results["methods"], media))
@@ -124,7 +124,8 @@ def run_demo_command(args: argparse.Namespace) -> int:
     if gain:
         print(gain)
     print(f"{results['timings_seconds']['total']:.0f} s in all.")
-    print(f"Results: {args.out}/{files}; runs and TensorBoard events in {args.out}/{results['variant']}/runs/")
+    runs = results.get("runs") or f"{args.out}/{results['variant']}/runs"
+    print(f"Results: {args.out}/{files}; runs and TensorBoard events in {runs}/")
     if "grounding" in results:
         print(f"Report (Cross-Modal Adapter against zero-shot): {args.out}/report/report.html")
     return 0
@@ -136,6 +137,12 @@ def add_demo(sub) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (reused by reruns)")
     p.add_argument("--quick", action="store_true", help="a smaller dataset and budget (about two minutes)")
     p.add_argument("--images", action="store_true", help="the image-text variant (stills, five captions each)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=42,
+        help="seeds pretraining and every method's training; the synthetic dataset stays the same (default 42)",
+    )
     p.add_argument(
         "--methods",
         default=None,
