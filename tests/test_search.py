@@ -7,13 +7,15 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 
 from cmadapter.errors import CmadapterError
+from cmadapter.heads import create_head
 from cmadapter.search import build as build_module
 from cmadapter.search.api import VideoIndex
 from cmadapter.search.build import BuildOptions
 from cmadapter.search.errors import SearchError
-from cmadapter.search.query import exhaustive, pad_frames
+from cmadapter.search.query import head_scores, pad_frames
 from cmadapter.search.segments import Segment, segment_ranges
 from search_fixtures import adapter_file, audio_only, index_contents, other_backbone_adapter, video
 
@@ -30,6 +32,18 @@ def test_segment_ranges_cover_every_frame_with_full_windows():
         covered = set().union(*(range(s.first, s.stop) for s in ranges))
         assert covered == set(range(count))
         assert all(s.stop - s.first == min(5, count) for s in ranges)
+
+
+@pytest.mark.parametrize("name", ["text-pool", "meanP"])
+def test_stage_two_scores_are_the_heads(name):
+    generator = torch.Generator().manual_seed(0)
+    text = 8 * torch.randn(16, generator=generator)
+    frames = 10 * torch.randn(5, 4, 16, generator=generator)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool)
+    head = create_head(name)
+    cosine, weights = head_scores(head, text, frames, mask)
+    assert cosine.tolist() == pytest.approx(head(text[None], frames, mask, torch.ones(()))[0].tolist(), abs=1e-5)
+    assert weights.sum(dim=1).tolist() == pytest.approx([1.0] * 5) and bool((weights[~mask] == 0).all())
 
 
 @pytest.fixture
@@ -74,7 +88,8 @@ def test_index_and_search_return_segments_with_the_heads_frame_weights(folder, t
         text = model.encode_text(model.tokenize(["a grey picture"]))[0]
         rows = index.store.segments()
         frames, mask = index.fetch("zero-shot")(np.array([r.id for r in rows]))
-        top, values = exhaustive(model.head, text, frames, mask, 7)
+        logits = model.similarity(text[None], frames, mask)[0] / model.logit_scale  # the head as eval runs it
+        values, top = torch.topk(logits, 7)
         by_id = {h.segment_id: h for h in hits}
         for row, value in zip(top.tolist(), values.tolist()):
             assert by_id[rows[row].id].score == pytest.approx(value, abs=1e-6)

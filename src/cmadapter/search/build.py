@@ -163,9 +163,9 @@ def _register_adapters(store, out: Path, settings, adapters: dict, zero_shot: bo
     if zero_shot or (not known and not adapters):
         wanted[ZERO_SHOT] = None
     changed = {n: s for n, s in wanted.items() if n not in known or known[n] != s}
-    if changed:
+    if any(sha is not None for sha in changed.values()):
         # Fail on an adapter that does not fit the backbone before touching the index.
-        load_model(settings["backbone"], settings["pretrained"], {n: adapters.get(n) for n in changed}, device)
+        load_model(settings["backbone"], settings["pretrained"], {n: adapters[n] for n, sha in changed.items() if sha}, device)
     for name, sha in changed.items():
         if sha is not None:
             folder = out / ADAPTER_FOLDER

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 # Above this many segments an exhaustive fp32 scan gets slow (memory bandwidth), see default_factory.
 FLAT_LIMIT = 200_000
+TRAIN_LIMIT = 65_536  # vectors to train IVF / PQ quantizers on (64 per list for 1024 lists)
 
 
 def default_factory(count: int) -> str:
@@ -68,8 +69,12 @@ class AnnIndex:
                     f"index type {factory!r} needs at least {needed} segments to train, the index has "
                     f"{len(vectors)}; use Flat or SQ8 for a collection this size"
                 )
-            log.info("training FAISS %s on %d vectors", factory, len(vectors))
-            index.train(vectors)
+            sample = vectors
+            if len(vectors) > TRAIN_LIMIT:  # k-means on a sample: minutes saved, the same quality
+                rows = np.random.default_rng(0).choice(len(vectors), TRAIN_LIMIT, replace=False)
+                sample = vectors[np.sort(rows)]
+            log.info("training FAISS %s on %d vectors", factory, len(sample))
+            index.train(sample)
         index.add(vectors)
         return cls(index, ids, factory)
 

@@ -62,13 +62,17 @@ def head_scores(
     head, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(cosine [C], frame weights [C, F]) of one text feature [D] against candidates' frames [C, F, D]."""
-    one = torch.ones((), dtype=torch.float32)
-    cosine = head(text[None].float(), frames.float(), mask, one)[0]
+    text, frames = text.float(), frames.float()
     if hasattr(head, "frame_weights"):
+        # One query: pooling each candidate's frames explicitly ([C, D]) is F times cheaper than the
+        # head's Gram-matrix form, which is built for many texts against many videos at once.
         weights = head.frame_weights(text[None], frames, mask)[0]
-    else:  # meanP pools every frame alike
-        weights = mask.float() / mask.sum(dim=1, keepdim=True).clamp_min(1)
-    return cosine, weights
+        pooled = torch.einsum("cf,cfd->cd", weights, frames)
+        cosine = (pooled @ text) / (pooled.norm(dim=1).clamp_min(1e-12) * text.norm().clamp_min(1e-12))
+        return cosine, weights
+    one = torch.ones((), dtype=torch.float32)
+    cosine = head(text[None], frames, mask, one)[0]
+    return cosine, mask.float() / mask.sum(dim=1, keepdim=True).clamp_min(1)  # meanP: every frame alike
 
 
 def two_stage(
@@ -91,15 +95,6 @@ def two_stage(
     # Stable sort, ties broken by segment id: the order never depends on FAISS's candidate order.
     order = np.lexsort((ids, -cosine.numpy()))
     return ids[order], cosine[order], weights[order]
-
-
-def exhaustive(
-    head, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The exact head over every given segment: (top-k rows, their cosines); the reference for recall."""
-    cosine, _ = head_scores(head, text, frames, mask)
-    top = torch.topk(cosine, min(k, len(cosine)))
-    return top.indices, top.values
 
 
 def pad_frames(blocks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
