@@ -34,19 +34,16 @@ def run_index(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     started = time.perf_counter()
-    try:
-        report = build_index(
-            args.videos,
-            args.out,
-            backbone=args.backbone,
-            pretrained=args.pretrained,
-            adapters=adapters,
-            zero_shot=args.zero_shot,
-            options=options,
-            on_file=(lambda path: time.sleep(delay)) if delay else None,
-        )
-    except FileNotFoundError as exc:
-        raise CmadapterError(str(exc)) from exc
+    report = build_index(
+        args.videos,
+        args.out,
+        backbone=args.backbone,
+        pretrained=args.pretrained,
+        adapters=adapters,
+        zero_shot=args.zero_shot,
+        options=options,
+        on_file=(lambda path: time.sleep(delay)) if delay else None,
+    )
     if args.json:
         print(json.dumps(report.to_dict()))
         return 0

@@ -159,13 +159,17 @@ def _register_adapters(store, out: Path, settings, adapters: dict, zero_shot: bo
     for name, path in adapters.items():
         if not name or name == ZERO_SHOT or "/" in name or "." in name:
             raise SearchError(f"adapter name {name!r}: use letters, digits, '-' or '_' (and not {ZERO_SHOT!r})")
+        if not Path(path).is_file():
+            raise SearchError(f"adapter {name!r}: no such file {path}")
         wanted[name] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
     if zero_shot or (not known and not adapters):
         wanted[ZERO_SHOT] = None
     changed = {n: s for n, s in wanted.items() if n not in known or known[n] != s}
     if any(sha is not None for sha in changed.values()):
         # Fail on an adapter that does not fit the backbone before touching the index.
-        load_model(settings["backbone"], settings["pretrained"], {n: adapters[n] for n, sha in changed.items() if sha}, device)
+        load_model(
+            settings["backbone"], settings["pretrained"], {n: adapters[n] for n, sha in changed.items() if sha}, device
+        )
     for name, sha in changed.items():
         if sha is not None:
             folder = out / ADAPTER_FOLDER

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..video.decode import VIDEO_EXTENSIONS
 from ..video.frame_folder import list_frames
+from .errors import SearchError
 
 MEDIA_EXTENSIONS = (*VIDEO_EXTENSIONS, ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv", ".vob")
 _CHUNK = 1 << 20
@@ -42,7 +43,7 @@ def find_media(sources: list[str | Path]) -> tuple[list[MediaFile], int]:
     for source in sources:
         source = Path(source).absolute()
         if not source.exists():
-            raise FileNotFoundError(f"{source}: no such file or folder")
+            raise SearchError(f"{source}: no such file or folder")
         if source.is_file() or (source.is_dir() and is_media_path(source)):
             found[str(source)] = MediaFile(str(source), "frames" if source.is_dir() else "video")
             continue
