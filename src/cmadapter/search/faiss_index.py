@@ -32,8 +32,8 @@ TRAIN_LIMIT = 65_536  # vectors to train IVF / PQ quantizers on (64 per list for
 
 
 def default_factory(count: int) -> str:
-    """Flat up to 200k segments (exact, <= ~20 ms here); beyond, SQ8: still an exhaustive scan, a quarter
-    of Flat's bytes, stage-2 recall@10 >= 0.99 in ``bench search`` at 1M segments (docs/BENCHMARKS.md)."""
+    """``Flat`` (exact) for up to ``FLAT_LIMIT`` segments; beyond, ``SQ8``: still an exhaustive scan, over a
+    quarter of Flat's bytes, with the same two-stage recall in ``bench search`` (docs/BENCHMARKS.md)."""
     return "Flat" if count <= FLAT_LIMIT else "SQ8"
 
 
