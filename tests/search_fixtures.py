@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from cmadapter.model import build_model
-from conftest import TINY, tiny_state_dict
+from helpers import TINY, tiny_state_dict
 from media import write_video
 
 
