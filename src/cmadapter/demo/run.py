@@ -31,6 +31,7 @@ from ..evaluation.compare import MethodRun, compare, expand_methods
 from ..evaluation.tables import ZERO_SHOT, gain_line, markdown_table
 from .dataset_files import generate_dataset
 from .pretrain import PretrainConfig, pretrain
+from .search_demo import index_and_search
 from .synthetic import SyntheticConfig
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,13 @@ def run_demo(
     grounding = _report(out, seeded / "runs", data, table)
     if grounding is not None:
         stage("report", began)
+
+    began = time.perf_counter()
+    trained = seeded / "runs" / "cross-modal" / "best.safetensors"
+    search = index_and_search(
+        data, backbone.path, trained if trained.is_file() else None, out / "index", variant, progress=progress
+    )
+    stage("index the test videos and search them", began)
     timings["total"] = round(time.perf_counter() - started, 1)
 
     results = {
@@ -190,6 +198,7 @@ def run_demo(
             "architecture": backbone.architecture.to_dict(),
             "single_frame_accuracy": backbone.frame_accuracy,
         },
+        "search": search,
         "settings": settings.to_dict(),
         "timings_seconds": timings,
     }
@@ -218,6 +227,15 @@ def results_markdown(results: dict[str, Any]) -> str:
     gain = gain_line(methods)
     gain = f"\n{gain}\n" if gain else ""
     timings = ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_seconds"].items())
+    search = results.get("search")
+    if search:
+        recall = ", ".join(f"{name} {value:.1f}" for name, value in search["t2v_R1"].items())
+        lines = [f"\nSearch index `{search['index']}` ({search['files']} test videos): text→video R@1 {recall}.\n"]
+        for example in search["examples"]:
+            lines.append(f"- `{example['query']}` (expected {example['expected']}):")
+            lines += [f"  {Path(r['video']).stem} {r['score']:.3f}" for r in example["results"]]
+        lines.append("\nTry: " + "; ".join(f"`{c}`" for c in search["commands"]) + "\n")
+        gain += "\n".join(lines)
     machine = results["machine"]
     return (
         f"# cmadapter demo ({results['variant']}, seed {results['seed']})\n\n"

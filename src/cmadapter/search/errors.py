@@ -1,0 +1,7 @@
+"""Errors of the search subsystem: one line, naming the index, adapter or query."""
+
+from ..errors import CmadapterError
+
+
+class SearchError(CmadapterError):
+    """An index that cannot be opened or searched as asked (not an index, unknown adapter, empty query)."""

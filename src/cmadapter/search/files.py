@@ -1,0 +1,86 @@
+"""What an index holds: the media files under the given paths, their identity (size, mtime, content hash).
+
+A file with a video extension is a video; a folder named like a video (``clip.mp4/``) holding images is a
+frame folder (the layout ``prepare`` and the dataset readers accept). Other files are skipped and counted
+(photos will be one-frame items; see the image issue). Walks are sorted, so runs see files in one order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..video.decode import VIDEO_EXTENSIONS
+from ..video.frame_folder import list_frames
+from .errors import SearchError
+
+MEDIA_EXTENSIONS = (*VIDEO_EXTENSIONS, ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv", ".vob")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class MediaFile:
+    path: str  # absolute
+    kind: str  # "video" or "frames"
+
+
+@dataclass(frozen=True)
+class Identity:
+    size: int
+    mtime_ns: int
+
+
+def is_media_path(path: Path) -> bool:
+    return path.suffix.lower() in MEDIA_EXTENSIONS
+
+
+def find_media(sources: list[str | Path]) -> tuple[list[MediaFile], int]:
+    """Media under ``sources`` (files or folders, walked recursively), and how many other files were skipped."""
+    found: dict[str, MediaFile] = {}
+    skipped = 0
+    for source in sources:
+        source = Path(source).absolute()
+        if not source.exists():
+            raise SearchError(f"{source}: no such file or folder")
+        if source.is_file() or (source.is_dir() and is_media_path(source)):
+            found[str(source)] = MediaFile(str(source), "frames" if source.is_dir() else "video")
+            continue
+        for folder, dirs, files in os.walk(source):
+            dirs.sort()
+            here = Path(folder)
+            for name in list(dirs):
+                if is_media_path(Path(name)):
+                    dirs.remove(name)  # a frame folder is one item, not a place to look for more
+                    found[str(here / name)] = MediaFile(str(here / name), "frames")
+            for name in sorted(files):
+                if is_media_path(Path(name)):
+                    found[str(here / name)] = MediaFile(str(here / name), "video")
+                else:
+                    skipped += 1
+    return sorted(found.values(), key=lambda m: m.path), skipped
+
+
+def identity(item: MediaFile) -> Identity:
+    """Size and modification time (a frame folder: summed over its images, the newest time)."""
+    path = Path(item.path)
+    if item.kind == "frames":
+        images = list_frames(path)
+        stats = [p.stat() for p in images] + [path.stat()]
+        return Identity(sum(s.st_size for s in stats[:-1]), max(s.st_mtime_ns for s in stats))
+    stat = path.stat()
+    return Identity(stat.st_size, stat.st_mtime_ns)
+
+
+def content_hash(item: MediaFile) -> str:
+    """BLAKE2b of the bytes (a frame folder: of its images' names and bytes, in order)."""
+    digest = hashlib.blake2b(digest_size=20)
+    paths = list_frames(item.path) if item.kind == "frames" else [Path(item.path)]
+    for path in paths:
+        if item.kind == "frames":
+            digest.update(path.name.encode() + b"\0")
+        with open(path, "rb") as f:
+            while block := f.read(_CHUNK):
+                digest.update(block)
+    return digest.hexdigest()
