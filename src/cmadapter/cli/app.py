@@ -15,6 +15,7 @@ from .model_commands import add_convert_official, add_info
 from .report_commands import add_report
 from .run_commands import add_compare, add_demo, add_eval, add_train
 from .search_commands import add_index, add_search
+from .serve_commands import add_serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_index,
         add_search,
         add_bench,
+        add_serve,
     ):
         add(sub)
     return parser

@@ -16,6 +16,7 @@ def run_bench(args: argparse.Namespace) -> int:
         "encode": run_bench_encode,
         "loader": run_bench_loader,
         "search": run_bench_search,
+        "serve": run_bench_serve,
     }
     return runners[args.bench](args)
 
@@ -142,6 +143,15 @@ def run_bench_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_bench_serve(args: argparse.Namespace) -> int:
+    from ..bench.serve import ServeBenchSettings, benchmark, format_table
+
+    settings = ServeBenchSettings(index=args.index, queries=args.queries, clients=args.clients, k=args.k)
+    report = benchmark(settings)
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0 if report["errors"] == 0 else 1
+
+
 def add_bench(sub) -> None:
     p = sub.add_parser("bench", help="performance benchmarks")
     p.set_defaults(run=run_bench)
@@ -216,3 +226,11 @@ def add_bench(sub) -> None:
     s.add_argument("--pretrained", default=None, help="a weights file instead")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    s = benches.add_parser(
+        "serve", help="load test of `cmadapter serve`'s API on 127.0.0.1: latency under concurrent clients"
+    )
+    s.add_argument("index", help="an index folder written by `cmadapter index`")
+    s.add_argument("--queries", type=int, default=200)
+    s.add_argument("--clients", type=int, default=8)
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--json", action="store_true")

@@ -1,0 +1,227 @@
+"""The web server's JSON API with FastAPI's TestClient: search, paging, media with Range, thumbnails, clips,
+every error, and attempts to read files outside the index."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import av
+import pytest
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient
+
+from cmadapter.search.api import VideoIndex
+from cmadapter.serve.app import create_app
+from search_fixtures import adapter_file
+from serve_fixtures import webm_video
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_weights):
+    root = tmp_path_factory.mktemp("serve")
+    videos = root / "videos"
+    for i in range(5):
+        webm_video(videos / f"clip{i}.webm", seconds=4 + 2 * i, shift=3 * i)
+    (videos / "secret.txt").write_text("not a video")
+    adapter = adapter_file(tiny_weights, root / "demo.safetensors")
+    from cmadapter.search.build import BuildOptions
+
+    options = BuildOptions(window=2, stride=1, progress=False)
+    VideoIndex.build(
+        [videos],
+        root / "index",
+        pretrained=str(tiny_weights),
+        adapters={"demo": adapter},
+        zero_shot=True,
+        options=options,
+    )
+    app = create_app(root / "index")
+    with TestClient(app) as client:
+        yield client, root
+
+
+def search(client, **params):
+    response = client.get("/api/search", params={"q": "a grey square", **params})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_search_returns_results_with_media_links_and_frame_weights(served):
+    client, _ = served
+    page = search(client, k=3)
+    assert page["adapter"] == "demo" and page["offset"] == 0 and page["more"] is True
+    assert len(page["results"]) == 3
+    first = page["results"][0]
+    assert first["media_url"] == f"/api/media/{first['video_id']}"
+    assert len(first["thumb_urls"]) == len(first["frame_times"]) == len(first["frame_weights"])
+    assert abs(sum(first["frame_weights"]) - 1) < 1e-4
+    assert first["start"] <= first["best_frame_time"] <= first["end"]
+    assert [r["score"] for r in page["results"]] == sorted((r["score"] for r in page["results"]), reverse=True)
+    # The same results as the library's search.
+    index = client.app.state.index
+    direct = index.search("a grey square", k=3, adapter="demo").to_dict()["results"]
+    assert [(r["video"], r["start"]) for r in direct] == [(r["video"], r["start"]) for r in page["results"]]
+
+
+def test_paging_continues_where_the_last_page_ended(served):
+    client, _ = served
+    everything = search(client, k=5)["results"]
+    first, second = search(client, k=2), search(client, k=2, offset=2)
+    assert [r["video"] for r in first["results"] + second["results"]] == [r["video"] for r in everything[:4]]
+    last = search(client, k=2, offset=4)
+    assert len(last["results"]) == 1 and last["more"] is False
+
+
+def test_zero_shot_and_the_adapter_are_both_offered(served):
+    client, _ = served
+    listing = client.get("/api/adapters").json()
+    assert set(listing["adapters"]) == {"demo", "zero-shot"} and listing["default"] == "demo"
+    assert search(client, adapter="zero-shot")["adapter"] == "zero-shot"
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        ({"q": "x" * 1001}, "1000"),
+        ({"q": ""}, "at least 1"),
+        ({"q": "   "}, "empty"),
+        ({"q": "a", "k": 101}, "100"),
+        ({"q": "a", "k": 0}, "greater than or equal to 1"),
+        ({"q": "a", "offset": -1}, "greater than or equal to 0"),
+        ({"q": "a", "adapter": "msrvtt"}, "unknown adapter 'msrvtt'"),
+    ],
+)
+def test_bad_queries_are_422_with_a_message(served, params, words):
+    client, _ = served
+    response = client.get("/api/search", params=params)
+    assert response.status_code == 422
+    assert words in response.text
+
+
+def test_media_streams_the_file_and_honours_range(served):
+    client, root = served
+    result = search(client, k=1)["results"][0]
+    path = Path(result["video"])
+    data = path.read_bytes()
+    whole = client.get(result["media_url"])
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["content-type"] == "video/webm" and whole.headers["accept-ranges"] == "bytes"
+    part = client.get(result["media_url"], headers={"Range": "bytes=100-299"})
+    assert part.status_code == 206
+    assert part.content == data[100:300]
+    assert part.headers["content-range"] == f"bytes 100-299/{len(data)}"
+    tail = client.get(result["media_url"], headers={"Range": "bytes=-50"})
+    assert tail.status_code == 206 and tail.content == data[-50:]
+    assert client.get(result["media_url"], headers={"Range": f"bytes={len(data) + 10}-"}).status_code == 416
+
+
+def test_thumbnails_are_the_indexed_frames_as_jpeg(served):
+    client, _ = served
+    result = search(client, k=1)["results"][0]
+    for url in result["thumb_urls"]:
+        response = client.get(url)
+        assert response.status_code == 200 and response.headers["content-type"] == "image/jpeg"
+        image = Image.open(io.BytesIO(response.content))
+        assert min(image.size) == 96
+    segment = result["segment_id"]
+    assert client.get(f"/api/thumbs/{segment}/{len(result['thumb_urls'])}.jpg").status_code == 404
+    assert client.get("/api/thumbs/999999/0.jpg").status_code == 404
+
+
+def test_clip_export_decodes_to_the_segment(served):
+    client, _ = served
+    result = search(client, k=1)["results"][0]
+    response = client.get(result["clip_url"])
+    assert response.status_code == 200
+    assert "attachment" in response.headers["content-disposition"]
+    with av.open(io.BytesIO(response.content)) as container:
+        stream = container.streams.video[0]
+        frames = list(container.decode(stream))
+        frame_time = 1 / float(stream.average_rate)
+    duration = len(frames) * frame_time
+    assert abs(duration - (result["end"] - result["start"])) <= frame_time + 1e-6
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/media/..%2F..%2Fetc%2Fpasswd",
+        "/api/media/%2Fetc%2Fpasswd",
+        "/api/media/../../etc/passwd",
+        "/api/media/-1",
+        "/api/media/999999",
+        "/api/thumbs/..%2F..%2Fetc/passwd.jpg",
+        "/api/clip/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/../../../../etc/passwd",
+        "/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "/..%2F..%2F..%2Fetc%2Fpasswd",
+        "/static/../../../../etc/passwd",
+        "/videos/secret.txt",
+        "/index.sqlite",
+    ],
+)
+def test_nothing_outside_the_page_and_the_index_ids_is_served(served, url):
+    client, root = served
+    response = client.get(url)
+    assert response.status_code in (404, 422), (url, response.status_code)
+    assert b"root:" not in response.content and b"not a video" not in response.content
+    assert b"SQLite format" not in response.content
+
+
+def test_no_directory_listing(served):
+    client, _ = served
+    for url in ("/api/", "/api/media/", "/api/thumbs/", "/static/"):
+        response = client.get(url)
+        assert response.status_code in (404, 405), url
+    page = client.get("/")
+    assert page.status_code == 200 and "<title>cmadapter search</title>" in page.text
+
+
+def test_a_video_deleted_since_indexing_is_404_saying_so(served, tmp_path):
+    client, root = served
+    result = search(client, k=5)["results"][-1]
+    path = Path(result["video"])
+    moved = tmp_path / path.name
+    path.rename(moved)
+    try:
+        response = client.get(result["media_url"])
+        assert response.status_code == 404
+        assert "deleted or moved since it was indexed" in response.json()["detail"]
+        assert client.get(result["clip_url"]).status_code == 404
+    finally:
+        moved.rename(path)
+
+
+def test_the_server_never_writes_to_the_index(served):
+    client, root = served
+    index = root / "index"
+    before = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in index.rglob("*") if p.is_file()}
+    result = search(client, k=2)["results"][0]
+    client.get(result["thumb_urls"][0])
+    client.get(result["clip_url"])
+    after = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in index.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_the_api_is_documented(served):
+    client, _ = served
+    schema = client.get("/openapi.json").json()
+    assert {
+        "/api/search",
+        "/api/media/{video_id}",
+        "/api/thumbs/{segment_id}/{frame}.jpg",
+        "/api/clip/{segment_id}",
+    } <= set(schema["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+def test_a_bounded_load_of_concurrent_queries_has_no_errors(served):
+    from cmadapter.bench.serve import ServeBenchSettings, benchmark
+
+    _, root = served
+    report = benchmark(ServeBenchSettings(index=root / "index", queries=40, clients=8, k=5))
+    assert report["errors"] == 0, report["first_errors"]
+    assert report["p50_ms"] <= report["p95_ms"] <= report["max_ms"]
