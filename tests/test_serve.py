@@ -102,7 +102,7 @@ def test_bad_queries_are_422_with_a_message(served, params, words):
 
 
 def test_media_streams_the_file_and_honours_range(served):
-    client, root = served
+    client, _root = served
     result = search(client, k=1)["results"][0]
     path = Path(result["video"])
     data = path.read_bytes()
@@ -164,7 +164,7 @@ def test_clip_export_decodes_to_the_segment(served):
     ],
 )
 def test_nothing_outside_the_page_and_the_index_ids_is_served(served, url):
-    client, root = served
+    client, _root = served
     response = client.get(url)
     assert response.status_code in (404, 422), (url, response.status_code)
     assert b"root:" not in response.content and b"not a video" not in response.content
@@ -181,7 +181,7 @@ def test_no_directory_listing(served):
 
 
 def test_a_video_deleted_since_indexing_is_404_saying_so(served, tmp_path):
-    client, root = served
+    client, _root = served
     result = search(client, k=5)["results"][-1]
     path = Path(result["video"])
     moved = tmp_path / path.name
