@@ -191,6 +191,7 @@ class VideoIndex:
             best_frame_time=times[int(np.argmax(weights))],
             frame_times=times,
             frame_weights=weights,
+            kind=file.kind,
         )
 
     def report(self) -> dict[str, str]:

@@ -1,8 +1,9 @@
 """What an index holds: the media files under the given paths, their identity (size, mtime, content hash).
 
 A file with a video extension is a video; a folder named like a video (``clip.mp4/``) holding images is a
-frame folder (the layout ``prepare`` and the dataset readers accept). Other files are skipped and counted
-(photos will be one-frame items; see the image issue). Walks are sorted, so runs see files in one order.
+frame folder (the layout ``prepare`` and the dataset readers accept); a photo (jpg, png, webp, bmp) is a
+one-frame item, searched like a one-frame video. Other files are skipped and counted. Walks are sorted, so
+runs see files in one order.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ..video.decode import VIDEO_EXTENSIONS
 from ..video.frame_folder import list_frames
+from ..video.image import is_image_file
 from .errors import SearchError
 
 MEDIA_EXTENSIONS = (*VIDEO_EXTENSIONS, ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv", ".vob")
@@ -23,7 +25,7 @@ _CHUNK = 1 << 20
 @dataclass(frozen=True)
 class MediaFile:
     path: str  # absolute
-    kind: str  # "video" or "frames"
+    kind: str  # "video", "frames" or "image" (a photo, indexed as a one-frame item)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,13 @@ def is_media_path(path: Path) -> bool:
     return path.suffix.lower() in MEDIA_EXTENSIONS
 
 
+def _file_kind(path: Path) -> str | None:
+    """ "video" or "image" for a file the index takes, None for any other file."""
+    if is_media_path(path):
+        return "video"
+    return "image" if is_image_file(path) else None
+
+
 def find_media(sources: list[str | Path]) -> tuple[list[MediaFile], int]:
     """Media under ``sources`` (files or folders, walked recursively), and how many other files were skipped."""
     found: dict[str, MediaFile] = {}
@@ -45,7 +54,8 @@ def find_media(sources: list[str | Path]) -> tuple[list[MediaFile], int]:
         if not source.exists():
             raise SearchError(f"{source}: no such file or folder")
         if source.is_file() or (source.is_dir() and is_media_path(source)):
-            found[str(source)] = MediaFile(str(source), "frames" if source.is_dir() else "video")
+            kind = "frames" if source.is_dir() else (_file_kind(source) or "video")
+            found[str(source)] = MediaFile(str(source), kind)
             continue
         for folder, dirs, files in os.walk(source):
             dirs.sort()
@@ -55,8 +65,9 @@ def find_media(sources: list[str | Path]) -> tuple[list[MediaFile], int]:
                     dirs.remove(name)  # a frame folder is one item, not a place to look for more
                     found[str(here / name)] = MediaFile(str(here / name), "frames")
             for name in sorted(files):
-                if is_media_path(Path(name)):
-                    found[str(here / name)] = MediaFile(str(here / name), "video")
+                kind = _file_kind(Path(name))
+                if kind is not None:
+                    found[str(here / name)] = MediaFile(str(here / name), kind)
                 else:
                     skipped += 1
     return sorted(found.values(), key=lambda m: m.path), skipped

@@ -32,10 +32,12 @@ class SearchHit:
     best_frame_time: float
     frame_times: list[float]
     frame_weights: list[float]
+    kind: str = "video"  # "video", "frames" (a folder of frames) or "image" (a photo: one frame)
 
     def to_dict(self) -> dict:
         return {
             "video": self.video,
+            "kind": self.kind,
             "start": round(self.start, 3),
             "end": round(self.end, 3),
             "score": round(self.score, 6),

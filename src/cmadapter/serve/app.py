@@ -113,7 +113,7 @@ def _with_links(result: dict) -> dict:
             **hit,
             "media_url": f"/api/media/{hit['video_id']}",
             "thumb_urls": [f"/api/thumbs/{segment}/{i}.jpg" for i in range(len(hit["frame_times"]))],
-            "clip_url": f"/api/clip/{segment}",
+            "clip_url": None if hit.get("kind") == "image" else f"/api/clip/{segment}",
             "name": Path(hit["video"]).name,
         }
 

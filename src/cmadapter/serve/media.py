@@ -109,6 +109,10 @@ class MediaLibrary:
     def clip(self, segment_id: int) -> tuple[Path, str]:
         """An exported file of the segment (made once per segment) and the download name."""
         segment = self.segment(segment_id)
+        if self.video(segment.file_id).kind == "image":
+            raise MediaNotFound(
+                f"segment {segment_id} is a photo: it has no clip (the photo is /api/media/{segment.file_id})"
+            )
         source = self.video_file(segment.file_id)
         suffix = clip_suffix(source)
         out = Path(self._clips.name) / f"segment-{segment_id}{suffix}"

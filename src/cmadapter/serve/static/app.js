@@ -88,9 +88,18 @@ function card(result) {
   node.querySelector(".range").textContent = `${seconds(result.start)} – ${seconds(result.end)}`;
   node.querySelector(".score").textContent = `score ${result.score.toFixed(3)}`;
   node.querySelector(".strip").replaceWith(frameStrip(result));
-  node.querySelector(".play").addEventListener("click", () => play(node, result));
   const download = node.querySelector(".download");
-  download.href = result.clip_url;
+  if (result.kind === "image") {
+    // A photo: one frame, nothing to play or cut; the link opens the photo itself.
+    node.querySelector(".play").remove();
+    node.querySelector(".range").textContent = "photo";
+    download.textContent = "Open photo";
+    download.removeAttribute("download");
+    download.href = result.media_url;
+  } else {
+    node.querySelector(".play").addEventListener("click", () => play(node, result));
+    download.href = result.clip_url;
+  }
   const others = result.other_hits.length;
   node.querySelector(".others").textContent = others ? `${others} more matching segment${others > 1 ? "s" : ""} in this video` : "";
   node.dataset.video = result.name;
