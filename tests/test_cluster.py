@@ -89,3 +89,66 @@ def _with_env(job):
         return job(*args)
 
     return run
+
+
+def test_index_on_ray_equals_the_local_index_and_either_extends_it(local_ray, tmp_path, tiny_weights):
+    from cmadapter.cluster.index import index_on_ray
+    from cmadapter.search.build import BuildOptions, build_index
+    from search_fixtures import adapter_file, index_contents
+    from search_fixtures import video as small_video
+
+    media = tmp_path / "media"
+    for i in range(4):
+        small_video(media / f"c{i}.mp4", 3 + i, shift=3 * i)
+    (media / "broken.mp4").write_bytes(b"\x00" * 500)
+    adapter = adapter_file(tiny_weights, tmp_path / "a.safetensors")
+    kwargs = dict(pretrained=str(tiny_weights), adapters={"demo": adapter}, zero_shot=True,
+                  options=BuildOptions(window=2, stride=1, progress=False))  # fmt: skip
+    local = build_index([media], tmp_path / "local", **kwargs)
+    on_ray = index_on_ray([media], tmp_path / "ray", **kwargs)
+    assert (
+        (on_ray.files, on_ray.segments, on_ray.frames)
+        == (local.files, local.segments, local.frames)
+        == (4, on_ray.segments, on_ray.frames)
+    )
+    assert on_ray.problems == local.problems and list(on_ray.problems) == [str(media / "broken.mp4")]
+    expected, got = index_contents(tmp_path / "local"), index_contents(tmp_path / "ray")
+    assert got["files"].keys() == expected["files"].keys()
+    assert got["segments"] == expected["segments"]
+    for (path_a, adapter_a, frames_a, _), (path_b, adapter_b, frames_b, _) in zip(
+        expected["features"], got["features"]
+    ):
+        assert (path_a, adapter_a) == (path_b, adapter_b)
+        a, b = np.frombuffer(frames_a, np.float16), np.frombuffer(frames_b, np.float16)
+        assert np.allclose(a, b, atol=2e-3, rtol=1e-2)  # same frames; fp16 rounding at most
+    # Extended by either path: a new file indexed by the local path into the Ray-built index, and back.
+    small_video(media / "c9.mp4", 3, shift=40)
+    again = build_index([media], tmp_path / "ray", **kwargs)
+    assert again.new == [str(media / "c9.mp4")] and again.encoded["demo"]["files"] == 1
+    (media / "c0.mp4").unlink()
+    once_more = index_on_ray([media], tmp_path / "ray", **kwargs)
+    assert once_more.deleted == [str(media / "c0.mp4")] and once_more.encoded["demo"]["files"] == 0
+
+
+def test_index_on_ray_survives_a_killed_worker(local_ray, tmp_path, tiny_weights, monkeypatch):
+    from cmadapter.cluster.index import index_on_ray
+    from cmadapter.search.build import BuildOptions
+    from ray_jobs import decode_item_dying_once
+    from search_fixtures import index_contents
+    from search_fixtures import video as small_video
+
+    media = tmp_path / "media"
+    for i in range(4):
+        small_video(media / f"c{i}.mp4", 3 + i, shift=3 * i)
+    marker = tmp_path / "died"
+    monkeypatch.setenv("CMADAPTER_TEST_DIE_ON", "c2.mp4")
+    monkeypatch.setenv("CMADAPTER_TEST_DIE_MARKER", str(marker))
+    options = BuildOptions(window=2, stride=1, progress=False)
+    report = index_on_ray([media], tmp_path / "ray", pretrained=str(tiny_weights), options=options,
+                          decode=_with_env(decode_item_dying_once))  # fmt: skip
+    assert marker.exists(), "no worker died: the test did not test anything"
+    assert report.files == 4 and not report.problems
+    contents = index_contents(tmp_path / "ray")
+    assert len(contents["files"]) == 4
+    paths = [row[0] for row in contents["features"]]
+    assert sorted(paths) == sorted(set(paths))  # every file exactly once

@@ -8,6 +8,7 @@ import os
 import time
 
 from ..errors import CmadapterError
+from .data_commands import add_ray_option
 
 # Tests set this to slow `index` down (seconds inside each file's transaction) so they can kill it mid-run.
 _TEST_DELAY = "CMADAPTER_INDEX_TEST_DELAY"
@@ -34,7 +35,12 @@ def run_index(args: argparse.Namespace) -> int:
         progress=not args.quiet,
     )
     started = time.perf_counter()
-    report = build_index(
+    build = build_index
+    if args.ray is not None:
+        from ..cluster.index import index_on_ray
+
+        build = lambda *a, **k: index_on_ray(*a, address=args.ray, **k)
+    report = build(
         args.videos,
         args.out,
         backbone=args.backbone,
@@ -109,6 +115,7 @@ def add_index(sub) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the build report as one JSON object")
+    add_ray_option(p, "decode and encode on Ray: a task per file, model actors (one per GPU)")
 
 
 def add_search(sub) -> None:

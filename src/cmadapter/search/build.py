@@ -15,10 +15,11 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import CmadapterError
@@ -26,9 +27,9 @@ from ..video.sampling import exact
 from .encoder import ZERO_SHOT, decode_item, encode_frames, load_model, segment_vectors, use_adapter
 from .errors import SearchError
 from .faiss_index import AnnIndex, default_factory
-from .files import MediaFile, content_hash, find_media, identity
+from .files import Identity, MediaFile, content_hash, find_media, identity
 from .segments import Segment, frames_in, segment_ranges
-from .store import IndexStore
+from .store import FileRow, IndexStore
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +84,14 @@ def build_index(
     zero_shot: bool = False,
     options: BuildOptions | None = None,
     on_file: Callable[[str], None] | None = None,
+    runner: Runner | None = None,
 ) -> BuildReport:
     """Create or update the index at ``out`` from the media under ``sources`` (see the module doc).
 
     ``adapters``: name -> adapter checkpoint, added to those the index has; ``zero_shot`` adds the plain
     backbone (the default for a new index without adapters). ``on_file(path)`` runs inside each file's
-    transaction, before it commits (tests use it to die mid-run)."""
+    transaction, before it commits (tests use it to die mid-run). ``runner`` decodes and encodes the planned
+    files elsewhere (``cluster.index``: Ray); by default this process does, one file after another."""
     options = options or BuildOptions()
     out = Path(out)
     store = IndexStore(out, readonly=False, create=True)
@@ -100,7 +103,7 @@ def build_index(
         model = load_model(settings["backbone"], settings["pretrained"], adapter_files, options.device)
         _check_dim(store, model)
         media, report.skipped_other = find_media(sources)
-        _update(store, model, media, names, settings, options, report, on_file)
+        _update(store, model, media, names, settings, options, report, on_file, runner)
         _build_ann(store, out, names, settings, options, report)
         counts = store.counts()
         report.files, report.segments, report.frames = counts["files"], counts["segments"], counts["frames"]
@@ -184,7 +187,92 @@ def _register_adapters(store, out: Path, settings, adapters: dict, zero_shot: bo
     return list(store.adapters())
 
 
-def _update(store, model, media: list[MediaFile], names, settings, options, report: BuildReport, on_file) -> None:
+@dataclass
+class Work:
+    """A file to (re)encode, as the driver planned it: the unit a worker (this process, or a Ray task) runs."""
+
+    item: MediaFile
+    ident: Identity
+    content: str
+    row: FileRow | None
+    missing: list[str]  # adapters to encode
+    is_new: bool
+
+
+@dataclass
+class Encoded:
+    """What a worker returns for one ``Work``: frame times and each encoded adapter's fp16 frame features."""
+
+    times: np.ndarray
+    features: dict[str, np.ndarray]
+    decode_seconds: float
+    encode_seconds: float
+
+
+# Runs ``encode_work`` (or its equivalent) over the works; yields (work, Encoded or the error), any order.
+Runner = Callable[[list[Work], dict], Iterator[tuple[Work, "Encoded | Exception"]]]
+
+
+def encode_work(model, work: Work, rate, image_size: int, all_adapters: list[str], batch_size: int, precision: str):
+    """Decode one file and encode it with every adapter it misses: the per-file step of every runner."""
+    began = time.perf_counter()
+    decoded = decode_item(work.item.path, work.item.kind, rate, image_size)
+    decode_seconds = time.perf_counter() - began
+    missing = work.missing
+    if work.row is not None and work.row.frame_count != len(decoded.times):
+        missing = all_adapters  # decodes differently than before: every adapter again
+    began = time.perf_counter()
+    features = {}
+    for adapter in missing:
+        use_adapter(model, adapter)
+        features[adapter] = encode_frames(model, decoded.frames, batch_size=batch_size, precision=precision)
+    return Encoded(decoded.times, features, decode_seconds, time.perf_counter() - began)
+
+
+def _update(
+    store, model, media: list[MediaFile], names, settings, options, report: BuildReport, on_file, runner
+) -> None:
+    works = _plan(store, media, names, report)
+    rate = exact(settings["fps"])
+    names_now = list(store.adapters())
+    context = {
+        "rate": rate,
+        "settings": settings,
+        "options": options,
+        "names": names_now,
+        "image_size": model.image_size,
+    }
+    if runner is None:
+
+        def runner(works, context):
+            for work in works:
+                try:
+                    yield (
+                        work,
+                        encode_work(
+                            model,
+                            work,
+                            rate,
+                            model.image_size,
+                            context["names"],
+                            options.batch_size,
+                            settings["precision"],
+                        ),
+                    )
+                except (CmadapterError, OSError) as exc:
+                    yield work, exc
+
+    for work, outcome in tqdm(
+        runner(works, context), total=len(works), desc="index", unit="file", disable=not options.progress
+    ):
+        if isinstance(outcome, Exception):
+            _problem(store, work.item, outcome)
+            continue
+        _commit(store, work, outcome, rate, settings, report, on_file)
+
+
+def _plan(store, media: list[MediaFile], names, report: BuildReport) -> list[Work]:
+    """Drop deleted files, re-stamp touched ones, and list what must be encoded (the driver's part)."""
     stored = store.files()
     problems = store.problems()
     done = store.encoded_adapters()
@@ -194,11 +282,10 @@ def _update(store, model, media: list[MediaFile], names, settings, options, repo
         store.delete_files(gone)
         store.delete_problems([p for p in problems if p not in present])
     report.deleted = gone
-    rate = exact(settings["fps"])
-    image_size = model.image_size
     for adapter in names:
         report.encoded[adapter] = {"files": 0, "frames": 0}
-    for item in tqdm(media, desc="index", unit="file", disable=not options.progress):
+    works = []
+    for item in media:
         try:
             began = time.perf_counter()
             ident = identity(item)
@@ -222,54 +309,52 @@ def _update(store, model, media: list[MediaFile], names, settings, options, repo
             is_new = row is None and item.path not in report.changed
             content = content or content_hash(item)
             report.seconds["hash"] += time.perf_counter() - began
-            _index_file(
-                store, model, item, ident, content, row, missing, rate, image_size, settings, options, report, on_file
-            )
-            if is_new:
-                report.new.append(item.path)
+            works.append(Work(item, ident, content, row, missing, is_new))
         except (CmadapterError, OSError) as exc:
-            reason = str(exc)
-            reason = reason[len(item.path) :].lstrip(": ") if reason.startswith(item.path) else reason
-            log.warning("cannot index %s: %s", item.path, reason)
-            size, mtime = _stat_or_none(item.path)
-            with store.transaction():
-                store.put_problem(item.path, size, mtime, reason)
+            _problem(store, item, exc)
+    return works
 
 
-def _index_file(store, model, item, ident, content, row, missing, rate, image_size, settings, options, report, on_file):
-    began = time.perf_counter()
-    decoded = decode_item(item.path, item.kind, rate, image_size)
-    report.seconds["decode"] += time.perf_counter() - began
-    if row is not None and row.frame_count != len(decoded.times):
-        row, missing = None, list(store.adapters())  # decodes differently than before: redo the file
+def _problem(store, item: MediaFile, exc: Exception) -> None:
+    reason = str(exc)
+    reason = reason[len(item.path) :].lstrip(": ") if reason.startswith(item.path) else reason
+    log.warning("cannot index %s: %s", item.path, reason)
+    size, mtime = _stat_or_none(item.path)
+    with store.transaction():
+        store.put_problem(item.path, size, mtime, reason)
+
+
+def _commit(store, work: Work, encoded: Encoded, rate, settings, report: BuildReport, on_file) -> None:
+    """One file's row, segments and features in one transaction (the driver's part)."""
+    item, row = work.item, work.row
+    if row is not None and row.frame_count != len(encoded.times):
+        row = None  # decodes differently than before: a new row, every adapter's features with it
+    report.seconds["decode"] += encoded.decode_seconds
+    report.seconds["encode"] += encoded.encode_seconds
     ranges = [
         (s.first, s.stop)
-        for s in segment_ranges(len(decoded.times), settings["window_frames"], settings["stride_frames"])
+        for s in segment_ranges(len(encoded.times), settings["window_frames"], settings["stride_frames"])
     ]
-    features = {}
-    began = time.perf_counter()
-    for adapter in missing:
-        use_adapter(model, adapter)
-        features[adapter] = encode_frames(
-            model, decoded.frames, batch_size=options.batch_size, precision=settings["precision"]
-        )
-        report.encoded[adapter]["files"] += 1
-        report.encoded[adapter]["frames"] += len(decoded.frames)
-    report.seconds["encode"] += time.perf_counter() - began
     began = time.perf_counter()
     with store.transaction():
         if row is None:
             segments = [Segment(a, b) for a, b in ranges]
             file_id = store.put_file(
-                item.path, item.kind, ident.size, ident.mtime_ns, content, decoded.times, segments, float(rate)
-            )
+                item.path, item.kind, work.ident.size, work.ident.mtime_ns, work.content, encoded.times, segments,
+                float(rate),
+            )  # fmt: skip
         else:
             file_id = row.id
-        for adapter, frames in features.items():
+        for adapter, frames in encoded.features.items():
             store.put_features(file_id, adapter, frames, segment_vectors(frames, ranges))
+            report.encoded.setdefault(adapter, {"files": 0, "frames": 0})
+            report.encoded[adapter]["files"] += 1
+            report.encoded[adapter]["frames"] += len(frames)
         if on_file is not None:
             on_file(item.path)
     report.seconds["write"] += time.perf_counter() - began
+    if work.is_new:
+        report.new.append(item.path)
 
 
 def _build_ann(store, out: Path, names, settings, options: BuildOptions, report: BuildReport) -> None:
