@@ -71,3 +71,16 @@ def perturb(method, seed: int = 7):
     generator = torch.Generator().manual_seed(seed)
     for tensor in method.trainable_tensors().values():
         tensor.add_(0.05 * torch.randn(tensor.shape, generator=generator).to(tensor.device))
+
+
+def assert_same_first_step(one_process, several, world_size: int) -> None:
+    """The first step's loss and every gradient of a run over ``world_size`` processes equal one process's
+    on the whole global batch (``grads.pt`` of tests/toy_training.py's ``grads`` mode)."""
+    single = torch.load(one_process, weights_only=True)
+    spread = torch.load(several, weights_only=True)
+    assert single["world_size"] == 1 and spread["world_size"] == world_size
+    assert abs(single["loss"] - spread["loss"]) < 1e-5
+    assert single["grads"].keys() == spread["grads"].keys()
+    assert any(g.abs().sum() > 0 for g in single["grads"].values())
+    for key, grad in single["grads"].items():
+        assert torch.allclose(grad, spread["grads"][key], rtol=0, atol=1e-5), key

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+
+from helpers import assert_same_first_step
 
 SCRIPT = Path(__file__).with_name("toy_training.py")
 
@@ -53,11 +54,4 @@ def test_two_nodes_match_one_process_on_the_global_batch(tiny_weights, tmp_path)
     assert single_run.returncode == 0, single_run.stderr[-3000:]
     for node in launch_nodes(2, ["grads", "--weights", str(tiny_weights), "--out", str(tmp_path / "nodes")]):
         assert node.returncode == 0, node.stdout[-3000:]
-    single = torch.load(tmp_path / "one" / "grads.pt", weights_only=True)
-    nodes = torch.load(tmp_path / "nodes" / "grads.pt", weights_only=True)
-    assert single["world_size"] == 1 and nodes["world_size"] == 2
-    assert abs(single["loss"] - nodes["loss"]) < 1e-5
-    assert single["grads"].keys() == nodes["grads"].keys()
-    assert any(g.abs().sum() > 0 for g in single["grads"].values())
-    for key, grad in single["grads"].items():
-        assert torch.allclose(grad, nodes["grads"][key], rtol=0, atol=1e-5), key
+    assert_same_first_step(tmp_path / "one" / "grads.pt", tmp_path / "nodes" / "grads.pt", world_size=2)

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from cmadapter import build_model
 from cmadapter.evaluation.evaluate import evaluate
 from cmadapter.training.trainer import train
+from helpers import assert_same_first_step
 from toy_data import colour_data
 from toy_training import toy_config
 
@@ -122,14 +123,7 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tiny_weigh
     assert one.returncode == 0, one.stderr[-3000:]
     two = run_script("grads", "--weights", str(tiny_weights), "--out", str(tmp_path / "two"), torchrun=True)
     assert two.returncode == 0, two.stderr[-3000:]
-    single = torch.load(tmp_path / "one" / "grads.pt", weights_only=True)
-    double = torch.load(tmp_path / "two" / "grads.pt", weights_only=True)
-    assert single["world_size"] == 1 and double["world_size"] == 2
-    assert abs(single["loss"] - double["loss"]) < 1e-5
-    assert single["grads"].keys() == double["grads"].keys()
-    assert any(g.abs().sum() > 0 for g in single["grads"].values())
-    for key, grad in single["grads"].items():
-        assert torch.allclose(grad, double["grads"][key], rtol=0, atol=1e-5), key
+    assert_same_first_step(tmp_path / "one" / "grads.pt", tmp_path / "two" / "grads.pt", world_size=2)
 
 
 def test_peak_memory_is_the_process_own_not_its_parents():
