@@ -180,8 +180,10 @@ def run_demo(
 
     began = time.perf_counter()
     trained = seeded / "runs" / "cross-modal" / "best.safetensors"
+    # One demo index, rebuilt for each variant and seed (each seed pretrains its own backbone).
+    owner = f"{variant}/seed{settings.seed}"
     search = index_and_search(
-        data, backbone.path, trained if trained.is_file() else None, out / "index", variant, progress=progress
+        data, backbone.path, trained if trained.is_file() else None, out / "index", owner, progress=progress
     )
     stage("index the test videos and search them", began)
     timings["total"] = round(time.perf_counter() - started, 1)

@@ -27,8 +27,8 @@ def index_and_search(
 ) -> dict[str, Any]:
     """Build (or update) ``out`` from the test videos, then search every test caption with each adapter.
 
-    The index belongs to the demo variant that built it last; another variant (other videos, another
-    backbone) starts it afresh."""
+    The index belongs to the demo variant and seed (``variant``, e.g. "default/seed42") that built it last;
+    another (other videos, another backbone) starts it afresh."""
     stamp = out / "demo-variant.txt"
     if out.exists() and (not stamp.is_file() or stamp.read_text() != variant):
         shutil.rmtree(out)
