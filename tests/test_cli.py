@@ -59,3 +59,17 @@ def test_console_script_runs():
         [sys.executable, "-m", "cmadapter", "info", "--backbone", "nope"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "unknown backbone 'nope'" in result.stderr
+
+
+def test_a_closed_pipe_ends_quietly(tiny_weights):
+    """`cmadapter info | head -0`: the reader is gone before anything is written; no traceback follows."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cmadapter", "info", "--pretrained", str(tiny_weights)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    process.stdout.close()  # before the model is built, so the first print meets a closed pipe
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err
