@@ -184,25 +184,19 @@ def benchmark(
     slow spell of a shared machine then lands on every method rather than on one."""
     from ..training.distributed import resolve_device
 
-    plan(base, methods, precisions, checkpointing=checkpointing, rounds=rounds)  # fail before the first process
+    runs = plan(base, methods, precisions, checkpointing=checkpointing, rounds=rounds)["runs"]  # checks first
     device = resolve_device(base.device)
     rows: dict[str, dict] = {}
-    variants = [False, True] if checkpointing else [base.grad_checkpointing]
     for precision in precisions:
         peak = matmul_peak_flops(device, DTYPES[precision])
         measured: dict[str, list[dict]] = {}
-        for _ in range(rounds):
-            for method in methods:
-                for ckpt in variants:
-                    settings = TrainStepSettings(
-                        **{**asdict(base), "method": method, "precision": precision, "grad_checkpointing": ckpt}
-                    )
-                    key = _key(method, precision, ckpt, len(precisions) > 1)
-                    measured.setdefault(key, []).append(run_isolated(settings))
+        for run in (r for r in runs if r["precision"] == precision):  # the plan's order: rounds take turns
+            key = _key(run["method"], precision, run["grad_checkpointing"], len(precisions) > 1)
+            measured.setdefault(key, []).append(run_isolated(TrainStepSettings(**{**asdict(base), **run})))
         # Timed again after the steps: the better of the two stands for the machine's peak.
         peak = max(peak, matmul_peak_flops(device, DTYPES[precision]))
-        for key, runs in measured.items():
-            row = _pool(runs)
+        for key, results in measured.items():
+            row = _pool(results)
             row["matmul_peak_flops_per_second"] = peak
             row["fraction_of_matmul_peak"] = row["achieved_flops_per_second"] / peak
             rows[key] = row
