@@ -102,3 +102,17 @@ def test_step_log_keeps_the_newest_record_of_a_step_and_skips_a_torn_line(tmp_pa
     )
     steps = read_steps(log)
     assert [(s["global_step"], s["loss"]) for s in steps] == [(1, 3.0), (2, 1.5)]
+
+
+def test_a_resumed_run_is_read_with_the_config_it_finished_with(tmp_path):
+    """A forced resume may change the config; the report describes the weights, so the newest config counts."""
+    from cmadapter.config import load_config, save_config
+    from cmadapter.report.runs import read_run
+
+    for name, lr in (("config.yaml", 1e-3), ("config.resume-2.yaml", 2e-3), ("config.resume-10.yaml", 3e-3)):
+        save_config(load_config(None, {"model.method": "cross-modal", "optim.lr": lr}), tmp_path / name)
+    (tmp_path / "config.resume-x.yaml").write_text("not: a numbered resume\n")  # not ours: ignored
+    (tmp_path / "best.safetensors").write_bytes(b"")
+    assert read_run(tmp_path).config.optim.lr == 3e-3  # resume 10 after resume 2, by number
+    (tmp_path / "config.resume-10.yaml").unlink()
+    assert read_run(tmp_path).config.optim.lr == 2e-3
