@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from cmadapter.demo.pretrain import PretrainConfig
 from cmadapter.demo.run import DemoSettings, run_demo
 from cmadapter.demo.synthetic import SyntheticConfig
@@ -51,25 +53,37 @@ def test_the_adapter_beats_zero_shot_on_the_image_task(tmp_path):
     settings = ImageDemoSettings(
         synthetic=SyntheticConfig.quick(),
         pretrain=PretrainConfig.quick(steps=100),
-        images=ImageTaskConfig(num_train=60, num_test=30),
-        epochs=10,
+        images=ImageTaskConfig(num_train=480, num_test=30),
+        epochs=4,
+        seed=0,
     )
     from cmadapter.demo.images import run_image_demo
 
     results = run_image_demo(tmp_path, settings=settings, methods=("zero-shot", "cross-modal"), progress=False)
     zero, adapter = results["methods"]["zero-shot"], results["methods"]["cross-modal"]
-    # At this size (60 training images) the adapter's margin over zero-shot is within seed noise (it was +5 R@1
-    # before the demo's seeding changed, +0 after), so the test checks the pipeline and that training learns;
-    # the margin itself is what `cmadapter demo --images --quick` measures (README).
+    # Measured at this size on an AMD EPYC (AVX512-BF16), seeds 0, 1, 2: text->image R@1 +25.3, +24.6, +28.7
+    # and rsum +89, +110, +83 over zero-shot. The margins asserted leave room for other CPUs' kernels.
+    assert adapter["t2v"]["R1"] > zero["t2v"]["R1"] + 12, (zero["t2v"], adapter["t2v"])
+    assert adapter["rsum"] > zero["rsum"] + 40, (zero["rsum"], adapter["rsum"])
     assert 0 < adapter["trainable_params"] < 0.01 * adapter["total_params"]
-    assert {"R1", "R5", "R10", "MdR", "MnR"} <= set(adapter["t2v"]) and adapter["rsum"] > 0 and zero["rsum"] > 0
-    steps = [
-        json.loads(line) for line in (tmp_path / "images-custom" / "runs" / "cross-modal" / "metrics.jsonl").open()
-    ]
-    assert steps[-1]["loss"] < 0.7 * steps[0]["loss"], (steps[0]["loss"], steps[-1]["loss"])
+    assert {"R1", "R5", "R10", "MdR", "MnR"} <= set(adapter["t2v"]) & set(adapter["v2t"])
     saved = json.loads((tmp_path / "images_results.json").read_text())
     assert saved["variant"] == "images-custom" and set(saved["methods"]) == {"zero-shot", "cross-modal"}
     assert "T2I R@1" in (tmp_path / "images_results.md").read_text()
     data = tmp_path / "images-custom" / "data"
     annotations = json.loads((data / "annotations" / "dataset_flickr30k.json").read_text())
-    assert len(annotations["images"]) == 90 and all(len(i["sentences"]) == 5 for i in annotations["images"])
+    assert len(annotations["images"]) == 510 and all(len(i["sentences"]) == 5 for i in annotations["images"])
+
+
+def test_the_image_demo_refuses_a_folder_made_with_other_settings(tmp_path):
+    """Its cache and finished runs sit beside the images: regenerating in place would reuse them silently."""
+    from cmadapter.demo.images import ImageTaskConfig, generate_images
+    from cmadapter.errors import CmadapterError
+
+    look = SyntheticConfig.quick()
+    _, images, ids = generate_images(tmp_path / "data", ImageTaskConfig(num_train=4, num_test=2), look)
+    (images / ids[0]).unlink()  # same settings, a lost file: made again
+    generate_images(tmp_path / "data", ImageTaskConfig(num_train=4, num_test=2), look)
+    assert (images / ids[0]).is_file()
+    with pytest.raises(CmadapterError, match="made with other settings"):
+        generate_images(tmp_path / "data", ImageTaskConfig(num_train=5, num_test=2), look)
