@@ -69,6 +69,8 @@ def test_the_adapter_beats_zero_shot_on_the_image_task(tmp_path):
     assert {"R1", "R5", "R10", "MdR", "MnR"} <= set(adapter["t2v"]) & set(adapter["v2t"])
     saved = json.loads((tmp_path / "images_results.json").read_text())
     assert saved["variant"] == "images-custom" and set(saved["methods"]) == {"zero-shot", "cross-modal"}
+    assert saved["seed"] == 0 and saved["settings"]["pretrain"]["seed"] == 0 and "bf16_path" in saved["machine"]
+    assert json.loads((tmp_path / "images-custom" / "seed0" / "images_results.json").read_text()) == saved
     assert "T2I R@1" in (tmp_path / "images_results.md").read_text()
     data = tmp_path / "images-custom" / "data"
     annotations = json.loads((data / "annotations" / "dataset_flickr30k.json").read_text())

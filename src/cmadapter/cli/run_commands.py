@@ -110,7 +110,9 @@ def run_demo_command(args: argparse.Namespace) -> int:
         from ..demo.images import METHODS, run_image_demo
 
         methods = csv_list(args.methods) if args.methods else METHODS
-        results = run_image_demo(args.out, quick=args.quick, methods=methods, progress=not args.no_progress)
+        results = run_image_demo(
+            args.out, quick=args.quick, seed=args.seed, methods=methods, progress=not args.no_progress
+        )
         media, files = "image", "images_results.json, images_results.md"
     else:
         from ..demo.run import METHODS, run_demo

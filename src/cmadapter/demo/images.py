@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from ..bench.machine import cpu_facts
 from ..config import RunConfig, load_config
 from ..errors import CmadapterError
 from ..evaluation.compare import compare
@@ -207,17 +208,23 @@ def run_image_demo(
     *,
     quick: bool = False,
     settings: ImageDemoSettings | None = None,
+    seed: int | None = None,
     methods: Sequence[str] = METHODS,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate (or reuse) the images and the backbone, then run and tabulate ``methods``; results go to
-    ``out/images_results.json`` and ``.md``, runs to ``out/images-<variant>/runs``."""
+    ``out/images_results.json`` and ``.md`` (and the seed's folder). As in the video demo, ``seed`` replaces
+    the settings' seed (pretraining's and training's); the images and their cache in
+    ``out/images-<variant>`` serve every seed, the backbone and runs of one seed are in its ``seed<N>``."""
     from ..video.cache import PrepareOptions, prepare_cache
     from ..video.sources import VideoFolder
 
     out = Path(out)
     variant = "images-" + ("custom" if settings is not None else "quick" if quick else "default")
     settings = settings or (ImageDemoSettings.quick() if quick else ImageDemoSettings())
+    if seed is not None:
+        settings = dataclasses.replace(settings, seed=seed)
+    seeded = out / variant / f"seed{settings.seed}"
     started = time.perf_counter()
     timings: dict[str, float] = {}
     began = time.perf_counter()
@@ -225,7 +232,7 @@ def run_image_demo(
     timings["generate images"] = round(time.perf_counter() - began, 1)
     began = time.perf_counter()
     backbone = pretrain(
-        out / variant / "backbone" / "tiny-clip.pt", settings.pretrain, settings.synthetic, progress=progress
+        seeded / "backbone" / "tiny-clip.pt", settings.pretrain, settings.synthetic, progress=progress
     )
     timings["pretrain tiny CLIP"] = round(time.perf_counter() - began, 1)
     began = time.perf_counter()
@@ -236,26 +243,30 @@ def run_image_demo(
         raise CmadapterError(f"could not cache {len(report.problems)} demo images; see {report.report_file}")
     timings["cache images"] = round(time.perf_counter() - began, 1)
     began = time.perf_counter()
-    base: RunConfig = image_demo_config(settings, annotations, images, cache, backbone.path, out / variant / "runs")
-    table = compare(base, demo_runs(settings, methods), out / variant / "runs", quiet=not progress)
+    base: RunConfig = image_demo_config(settings, annotations, images, cache, backbone.path, seeded / "runs")
+    table = compare(base, demo_runs(settings, methods), seeded / "runs", quiet=not progress)
     timings["zero-shot, train and evaluate each method"] = round(time.perf_counter() - began, 1)
     timings["total"] = round(time.perf_counter() - started, 1)
     results = {
         "variant": variant,
+        "seed": settings.seed,
+        "machine": cpu_facts(),  # the exact figures depend on the CPU's kernels
+        "runs": str(seeded / "runs"),
         "methods": table["methods"],
         "backbone": {"file": str(backbone.path), "single_frame_accuracy": backbone.frame_accuracy},
         "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
         "timings_seconds": timings,
     }
-    (out / "images_results.json").write_text(json.dumps(results, indent=2))
-    (out / "images_results.md").write_text(image_results_markdown(results))
+    for folder in (seeded, out):
+        (folder / "images_results.json").write_text(json.dumps(results, indent=2))
+        (folder / "images_results.md").write_text(image_results_markdown(results))
     return results
 
 
 def image_results_markdown(results: dict[str, Any]) -> str:
     methods = results["methods"]
     lines = [
-        f"# cmadapter demo, image-text ({results['variant']})\n",
+        f"# cmadapter demo, image-text ({results['variant']}, seed {results['seed']})\n",
         "Synthetic stills in Karpathy's Flickr30K layout (three shapes each, five captions per image), the video "
         "demo's tiny CLIP, the same data, budget and seed for every method.\n",
         markdown_table(methods, "image"),
