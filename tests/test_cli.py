@@ -73,3 +73,22 @@ def test_a_closed_pipe_ends_quietly(tiny_weights):
     err = process.stderr.read()
     assert process.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+@pytest.mark.parametrize("images", [False, True])
+def test_demo_passes_its_seed_to_either_variant(monkeypatch, capsys, images):
+    """`--seed` reaches the video demo and the image demo alike (the image demo once ignored it)."""
+    import cmadapter.demo.images
+    import cmadapter.demo.run
+
+    calls = []
+
+    def fake(out, **kwargs):
+        calls.append(kwargs)
+        return {"methods": {}, "variant": "quick", "runs": "r", "timings_seconds": {"total": 0.0}}
+
+    monkeypatch.setattr(
+        cmadapter.demo.images if images else cmadapter.demo.run, "run_image_demo" if images else "run_demo", fake
+    )
+    assert main(["demo", "--quick", "--seed", "7", *(["--images"] if images else [])]) == 0
+    assert calls and calls[0]["seed"] == 7 and calls[0]["quick"] is True
