@@ -50,3 +50,30 @@ def test_compare_writes_the_table_and_plots_and_reuses_finished_runs(tmp_path, t
     assert main([*argv[:-1], "train.max_steps=1"]) == 0  # a changed budget reruns the trained methods
     assert all((out / name / "log.txt").stat().st_mtime_ns != logs[name] for name in logs)
     assert json.loads((out / "full" / "metrics.json").read_text())["global_step"] == 1
+
+
+@pytest.mark.parametrize("count", [3, 13])
+def test_the_plots_legend_never_covers_the_axis_labels(count):
+    """`--methods all` makes a three-row legend; it once sat over both x-axis labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cmadapter.evaluation.compare import _legend_below
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax in axes:
+        for i in range(count):
+            ax.plot([1, 2], [i, i + 1], marker="o", label=f"method number {i}")
+        ax.set_xlabel("trainable parameters (M, log scale)")
+    _legend_below(fig, axes[0])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    legend = fig.legends[0].get_window_extent(renderer)
+    for ax in axes:
+        label = ax.xaxis.label.get_window_extent(renderer)
+        ticks = ax.xaxis.get_tightbbox(renderer)
+        assert legend.y1 <= min(label.y0, ticks.y0), (legend, label, ticks)
+    assert legend.y0 >= 0  # inside the figure
+    plt.close(fig)

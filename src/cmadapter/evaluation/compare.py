@@ -209,6 +209,21 @@ def _label_values(ax, points: list[tuple[float, float]]) -> None:
         ax.annotate(f"{y:.1f}", (x, y), textcoords="offset points", xytext=(dx, dy), fontsize=8)
 
 
+def _legend_below(fig, ax) -> None:
+    """One legend for both panels, below them: the figure grows by the legend's rows, so a long list of
+    methods (``--methods all``: three rows) never covers the axis labels."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        fig.tight_layout()
+        return
+    ncol = min(len(labels), 6)
+    rows = -(-len(labels) // ncol)
+    row_inches = 0.3  # one legend row at the default font size
+    fig.set_figheight(fig.get_figheight() + rows * row_inches)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, frameon=False)
+    fig.tight_layout(rect=(0, (rows * row_inches + 0.1) / fig.get_figheight(), 1, 1))
+
+
 def plot_recall_vs_params(results: dict[str, dict[str, Any]], path: Path) -> None:
     """R@1 against trainable parameters on a log axis, both directions (the paper's Figure 4)."""
     import matplotlib
@@ -235,9 +250,7 @@ def plot_recall_vs_params(results: dict[str, dict[str, Any]], path: Path) -> Non
         ax.set_ylabel("R@1 (%)")
         ax.set_title(f"{title} R@1")
         ax.grid(True, alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    _legend_below(fig, axes[0])
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -268,10 +281,7 @@ def plot_recall_vs_cost(results: dict[str, dict[str, Any]], path: Path) -> None:
         ax.grid(True, alpha=0.3)
     if not any_point:
         axes[0].text(0.5, 0.5, "add 'full' to the methods\nfor relative cost", ha="center", transform=axes[0].transAxes)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), frameon=False)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    _legend_below(fig, axes[0])
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
