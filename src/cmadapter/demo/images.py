@@ -231,9 +231,7 @@ def run_image_demo(
     annotations, images, ids = generate_images(out / variant / "data", settings.images, settings.synthetic)
     timings["generate images"] = round(time.perf_counter() - began, 1)
     began = time.perf_counter()
-    backbone = pretrain(
-        seeded / "backbone" / "tiny-clip.pt", settings.pretrain, settings.synthetic, progress=progress
-    )
+    backbone = pretrain(seeded / "backbone" / "tiny-clip.pt", settings.pretrain, settings.synthetic, progress=progress)
     timings["pretrain tiny CLIP"] = round(time.perf_counter() - began, 1)
     began = time.perf_counter()
     cache = out / variant / "cache"
