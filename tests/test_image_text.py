@@ -130,7 +130,7 @@ def test_prepare_caches_the_images_and_skips_a_split_the_file_lacks(tmp_path, ca
     cache = tmp_path / "cache"
     argv = ["prepare", "flickr30k", "--annotations", str(annotations), "--videos", str(tmp_path), "--out", str(cache)]
     assert main([*argv, "--short-side", "32", "--workers", "0"]) == 0
-    assert "3 videos decoded" in capsys.readouterr().out
+    assert "3 images decoded" in capsys.readouterr().out
     assert sorted(p.name for p in (cache / "frames").iterdir()) == ["0.jpg.npy", "1.jpg.npy", "2.jpg.npy"]
     assert main([*argv, "--splits", "val"]) != 0  # asked for by name: an empty split is an error
     assert "flickr30k/val: the annotation files" in capsys.readouterr().err

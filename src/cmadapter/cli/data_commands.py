@@ -34,7 +34,8 @@ def run_prepare(args: argparse.Namespace) -> int:
         if not records:  # e.g. a Karpathy file without val images
             log.info("skipping %s/%s: no records in the annotation files", args.dataset, split)
             continue
-        log.info("%s/%s: %d records, %d videos", args.dataset, split, len(records), len({r.video_id for r in records}))
+        items = len({r.video_id for r in records})
+        log.info("%s/%s: %d records, %d %ss", args.dataset, split, len(records), items, spec.media)
         video_ids += [r.video_id for r in records]
     if not video_ids:
         raise CmadapterError(f"no {args.dataset} annotation files found in {args.annotations}")
@@ -51,11 +52,11 @@ def run_prepare(args: argparse.Namespace) -> int:
         report = prepare_cache(video_ids, videos, args.out, options)
     truncated = f", {len(report.truncated)} truncated" + (" (cached as decoded)" if args.allow_truncated else "")
     print(
-        f"{args.out}: {report.written} videos decoded, {report.skipped} already cached, "
+        f"{args.out}: {report.written} {spec.media}s decoded, {report.skipped} already cached, "
         f"{len(report.missing)} missing, {len(report.undecodable)} undecodable{truncated}"
     )
     if report.problems:
-        print(f"the videos not cached, or cached truncated, are listed in {report.report_file}", file=sys.stderr)
+        print(f"the {spec.media}s not cached, or cached truncated, are listed in {report.report_file}", file=sys.stderr)
     return 0
 
 
