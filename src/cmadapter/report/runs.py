@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..config import RunConfig, load_config
 from ..errors import CmadapterError
+from ..training.resume_check import newest_run_config
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ def read_run(path: str | Path) -> RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise CmadapterError(f"run folder not found: {path}")
-    config_path = _newest_config(path)
+    # A resumed run's newest config.resume-<n>.yaml: a forced resume may change what the weights were trained with.
+    config_path = newest_run_config(path) or next((path / n for n in CONFIG_FILES if (path / n).is_file()), None)
     if config_path is None:
         raise CmadapterError(f"{path} is not a run folder: it has neither {' nor '.join(CONFIG_FILES)}")
     config = load_config(config_path)
@@ -61,16 +62,6 @@ def read_run(path: str | Path) -> RunFolder:
     if trained and not adapter.is_file():
         raise CmadapterError(f"{path} trains {config.model.method!r} but has no best.safetensors (unfinished run?)")
     return RunFolder(path, config, metrics, read_steps(path / "metrics.jsonl"), adapter if trained else None)
-
-
-def _newest_config(path: Path) -> Path | None:
-    """The config the run's final weights were trained with: a resumed run writes ``config.resume-<n>.yaml``
-    beside the original ``config.yaml`` (see training/resume_check.py), and a forced resume may change it."""
-    numbered = (re.fullmatch(r"config\.resume-(\d+)\.yaml", p.name) for p in path.iterdir())
-    resumed = [(int(m[1]), path / m[0]) for m in numbered if m and (path / m[0]).is_file()]
-    if resumed:
-        return max(resumed)[1]
-    return next((path / name for name in CONFIG_FILES if (path / name).is_file()), None)
 
 
 def read_steps(path: Path) -> list[dict[str, Any]]:

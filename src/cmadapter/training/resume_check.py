@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -97,14 +98,23 @@ def load_checked_state(config: RunConfig) -> tuple[TrainState | None, Path | Non
     return state, path
 
 
+def resumed_configs(run_dir: Path) -> list[Path]:
+    """The ``config.resume-<n>.yaml`` files of a run folder, in resume order (by n: 10 after 2)."""
+    numbered = (re.fullmatch(r"config\.resume-(\d+)\.yaml", p.name) for p in run_dir.iterdir())
+    return [run_dir / m[0] for m in sorted((m for m in numbered if m), key=lambda m: int(m[1]))]
+
+
+def newest_run_config(run_dir: Path) -> Path | None:
+    """The config the run's final weights were trained with: the last resume's, else ``config.yaml``."""
+    candidates = [run_dir / "config.yaml", *resumed_configs(run_dir)]
+    return next((p for p in reversed(candidates) if p.is_file()), None)
+
+
 def write_run_config(config: RunConfig, run_dir: Path, *, resuming: bool) -> Path:
     """``config.yaml`` for a fresh run; beside the original, ``config.resume-<n>.yaml`` for a resumed one."""
     path = run_dir / "config.yaml"
     if resuming and path.exists():
-        n = 1
-        while (run_dir / f"config.resume-{n}.yaml").exists():
-            n += 1
-        path = run_dir / f"config.resume-{n}.yaml"
+        path = run_dir / f"config.resume-{len(resumed_configs(run_dir)) + 1}.yaml"
     save_config(config, path)
     return path
 
