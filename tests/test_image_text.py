@@ -117,6 +117,12 @@ train: {{precision: fp32, device: cpu}}
     total = sum(results["test"][d][k] for d in ("t2v", "v2t") for k in ("R1", "R5", "R10"))
     assert results["test"]["rsum"] == pytest.approx(total)
     assert f"rsum: {total:.1f}" in printed
+    capsys.readouterr()
+    comparison = tmp_path / "comparison"
+    assert main(["compare", "--config", str(config), "--methods", "zero-shot", "--out", str(comparison)]) == 0
+    printed = capsys.readouterr().out  # `compare` prints the image table: T2I/I2T and rsum, as comparison.md
+    assert "| T2I R@1 |" in printed and "| rsum |" in printed and "T2V" not in printed
+    assert json.loads((comparison / "comparison.json").read_text())["media"] == "image"
 
 
 def test_prepare_caches_the_images_and_skips_a_split_the_file_lacks(tmp_path, capsys):

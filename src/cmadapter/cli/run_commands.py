@@ -77,7 +77,7 @@ def run_compare(args: argparse.Namespace) -> int:
     runs = plan_runs(csv_list(args.methods), sizes, base_options)
     out = Path(args.out or base.run_dir / "comparison")
     table = compare(base, runs, out)
-    print(markdown_table(table["methods"]))
+    print(markdown_table(table["methods"], table["media"]))
     trained = [label for label, row in table["methods"].items() if row["method"] != ZERO_SHOT]
     if trained:
         baseline = f" --baseline {out / ZERO_SHOT}" if ZERO_SHOT in table["methods"] else ""

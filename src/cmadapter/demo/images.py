@@ -250,6 +250,7 @@ def run_image_demo(
         "seed": settings.seed,
         "machine": cpu_facts(),  # the exact figures depend on the CPU's kernels
         "runs": str(seeded / "runs"),
+        "media": table["media"],
         "methods": table["methods"],
         "backbone": {"file": str(backbone.path), "single_frame_accuracy": backbone.frame_accuracy},
         "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
@@ -267,9 +268,9 @@ def image_results_markdown(results: dict[str, Any]) -> str:
         f"# cmadapter demo, image-text ({results['variant']}, seed {results['seed']})\n",
         "Synthetic stills in Karpathy's Flickr30K layout (three shapes each, five captions per image), the video "
         "demo's tiny CLIP, the same data, budget and seed for every method.\n",
-        markdown_table(methods, "image"),
+        markdown_table(methods, results["media"]),
     ]
-    gain = gain_line(methods, "image")
+    gain = gain_line(methods, results["media"])
     if gain:
         lines.append(gain + "\n")
     lines.append("Stages: " + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_seconds"].items()) + ".\n")

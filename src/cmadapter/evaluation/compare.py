@@ -127,9 +127,10 @@ def compare(base: RunConfig, runs: Sequence[MethodRun], out_dir: str | Path, *, 
     for run, config in zip(runs, configs):
         results[run.label] = summarise(run, execute(config, zero_shot=run.method == ZERO_SHOT, quiet=quiet))
     add_relative(results)
-    table = {"methods": results}
+    # "image" for Flickr30K/MSCOCO: tables then read T2I/I2T and add rsum.
+    table = {"media": get_dataset(base.data.dataset).media, "methods": results}
     (out_dir / "comparison.json").write_text(json.dumps(table, indent=2))
-    (out_dir / "comparison.md").write_text(markdown_table(results, get_dataset(base.data.dataset).media))
+    (out_dir / "comparison.md").write_text(markdown_table(results, table["media"]))
     plot_recall_vs_params(results, out_dir / "recall_vs_params.png")
     plot_recall_vs_cost(results, out_dir / "recall_vs_cost.png")
     return table
