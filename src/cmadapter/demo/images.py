@@ -32,7 +32,7 @@ from ..evaluation.compare import compare
 from ..evaluation.tables import ZERO_SHOT, gain_line, markdown_table
 from .pretrain import PretrainConfig, pretrain
 from .run import DemoSettings, demo_runs
-from .synthetic import COLOURS, SyntheticConfig, object_phrase, shape_mask
+from .synthetic import COLOURS, GENERATOR_VERSION, SyntheticConfig, object_phrase, shape_mask
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,8 @@ def generate_images(root: Path, task: ImageTaskConfig, look: SyntheticConfig) ->
     """Write (or reuse) the dataset under ``root``: (annotations folder, images folder, image ids)."""
     annotations, images = root / "annotations", root / IMAGE_DIR
     specs = image_specs(task, look)
-    stamp = {"task": dataclasses.asdict(task), "look": look.to_dict()}
+    # The renderer's version too: it draws with the video demo's shapes and colours.
+    stamp = {"task": dataclasses.asdict(task), "look": look.to_dict(), "generator_version": GENERATOR_VERSION}
     stamp = json.loads(json.dumps(stamp))
     stamp_file = root / STAMP
     if stamp_file.is_file() and json.loads(stamp_file.read_text()) != stamp:
@@ -253,7 +254,7 @@ def run_image_demo(
         "media": table["media"],
         "methods": table["methods"],
         "backbone": {"file": str(backbone.path), "single_frame_accuracy": backbone.frame_accuracy},
-        "settings": json.loads(json.dumps(dataclasses.asdict(settings))),
+        "settings": settings.to_dict(),
         "timings_seconds": timings,
     }
     for folder in (seeded, out):

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ..evaluation.tables import ZERO_SHOT
 from ..search.api import VideoIndex
 from ..search.build import BuildOptions, build_index
-from ..search.encoder import ZERO_SHOT
 from .synthetic import SyntheticDataset
 
 log = logging.getLogger(__name__)

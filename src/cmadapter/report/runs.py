@@ -14,11 +14,11 @@ from typing import Any
 
 from ..config import RunConfig, load_config
 from ..errors import CmadapterError
+from ..evaluation.tables import ZERO_SHOT
 from ..training.resume_check import newest_run_config
 
 log = logging.getLogger(__name__)
 
-ZERO_SHOT = "zero-shot"
 CONFIG_FILES = ("config.yaml", "requested.yaml")
 
 

@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..evaluation.tables import ZERO_SHOT  # the name of the backbone without an adapter, as in compare
 from ..precision import autocast
 from ..video.grid import decode_path_grid
 from ..video.preprocess import fit_frame, to_model_input
 from ..video.sampling import grid_times
 from .errors import SearchError
-
-ZERO_SHOT = "zero-shot"
 
 
 @dataclass
