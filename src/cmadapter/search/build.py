@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..errors import CmadapterError
+from ..files import atomic_path
 from ..video.sampling import exact
 from .encoder import ZERO_SHOT, decode_item, encode_frames, load_model, segment_vectors, use_adapter
 from .errors import SearchError
@@ -175,10 +175,8 @@ def _register_adapters(store, out: Path, settings, adapters: dict, zero_shot: bo
         )
     for name, sha in changed.items():
         if sha is not None:
-            folder = out / ADAPTER_FOLDER
-            folder.mkdir(exist_ok=True)
-            shutil.copyfile(adapters[name], folder / f"{name}.safetensors.tmp")
-            os.replace(folder / f"{name}.safetensors.tmp", folder / f"{name}.safetensors")
+            with atomic_path(out / ADAPTER_FOLDER / f"{name}.safetensors") as temporary:
+                shutil.copyfile(adapters[name], temporary)
         with store.transaction():
             store.set_adapter(name, sha, None)
             if store.get_meta("default_adapter") is None:

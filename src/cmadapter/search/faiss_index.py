@@ -16,12 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_path, atomic_write_text
 from .errors import SearchError
 
 log = logging.getLogger(__name__)
@@ -112,18 +112,14 @@ class AnnIndex:
     def save(self, folder: Path, adapter: str, generation: int) -> None:
         import faiss
 
-        folder.mkdir(parents=True, exist_ok=True)
         stem = folder / adapter
-        faiss.write_index(self.index, f"{stem}.faiss.tmp")
-        with open(f"{stem}.ids.npy.tmp", "wb") as f:
-            np.save(f, self.ids)
-        Path(f"{stem}.json.tmp").write_text(
-            json.dumps({"factory": self.factory, "generation": generation, "count": len(self)})
-        )
+        with atomic_path(f"{stem}.faiss") as temporary:
+            faiss.write_index(self.index, str(temporary))
+        with atomic_path(f"{stem}.ids.npy") as temporary, open(temporary, "wb") as f:
+            np.save(f, self.ids)  # through a handle: on a bare path np.save would append ".npy"
         # The description goes last: it vouches for the two files before it.
-        os.replace(f"{stem}.faiss.tmp", f"{stem}.faiss")
-        os.replace(f"{stem}.ids.npy.tmp", f"{stem}.ids.npy")
-        os.replace(f"{stem}.json.tmp", f"{stem}.json")
+        description = {"factory": self.factory, "generation": generation, "count": len(self)}
+        atomic_write_text(f"{stem}.json", json.dumps(description))
 
     @classmethod
     def load(cls, folder: Path, adapter: str, generation: int, factory: str | None = None) -> AnnIndex | None:
