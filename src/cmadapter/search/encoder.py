@@ -6,7 +6,6 @@ distributed runner (one task per file, batches per actor) call the same code.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,26 +14,17 @@ import torch
 
 from ..evaluation.tables import ZERO_SHOT  # the name of the backbone without an adapter, as in compare
 from ..precision import autocast
-from ..video.grid import decode_path_grid
-from ..video.preprocess import fit_frame, to_model_input
-from ..video.sampling import grid_times
+from ..video.grid import decode_clip
+from ..video.preprocess import to_model_input
+from ..video.sampling import Clip
 from .errors import SearchError
 
 
-@dataclass
-class DecodedItem:
-    frames: np.ndarray  # uint8 [T, S, S, 3], CLIP-sized
-    times: np.ndarray  # float64 [T]: seconds of each frame (k / fps)
-
-
-def decode_item(path: str | Path, kind: str, rate: Fraction, image_size: int) -> DecodedItem:
+def decode_item(path: str | Path, kind: str, rate: Fraction, image_size: int) -> Clip:
     """Every grid frame of a video file or frame folder at ``rate`` frames per second, center-cropped.
 
     Raises ``DataError`` naming the file when it is empty, has no video stream or cannot be decoded."""
-    path = Path(path)
-    grid = decode_path_grid(path, rate, image_size, lambda count: list(range(count)), video_id=None)
-    frames = np.stack([fit_frame(frame, image_size) for frame in grid.frames])
-    return DecodedItem(frames=frames, times=grid_times(grid.points, rate))
+    return decode_clip(path, rate, image_size, lambda count: list(range(count)), video_id=None)
 
 
 @torch.no_grad()

@@ -248,12 +248,6 @@ class IndexStore:
                 found[r[0]] = SegmentRow(*r)
         return [found[i] for i in ids if i in found]
 
-    def segments_of_file(self, file_id: int) -> list[SegmentRow]:
-        rows = self.db.execute(
-            'SELECT id, file_id, first, stop, start, "end" FROM segments WHERE file_id = ? ORDER BY first', (file_id,)
-        )
-        return [SegmentRow(*r) for r in rows]
-
     def frame_features(self, file_ids: Iterable[int], adapter: str, dim: int) -> dict[int, np.ndarray]:
         """fp16 ``[frames, D]`` per file (read-only views of the stored bytes)."""
         ids = sorted({int(i) for i in file_ids})

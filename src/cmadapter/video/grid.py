@@ -52,16 +52,15 @@ def read_video_clip(
 ) -> Clip:
     """The clip of a video file, frame folder or image: at most ``sampling.max_frames`` frames of ``window``,
     CLIP-sized uint8."""
-    path = Path(path)
-    name = describe(path, video_id)
-    grid = decode_path_grid(
-        path,
-        sampling.rate,
-        image_size,
-        lambda count: clip_points(count, sampling, window, name),
-        video_id=video_id,
-        folder_fps=folder_fps,
-        threads=threads,
+    name = describe(Path(path), video_id)
+    choose = lambda count: clip_points(count, sampling, window, name)
+    return decode_clip(
+        path, sampling.rate, image_size, choose, video_id=video_id, folder_fps=folder_fps, threads=threads
     )
+
+
+def decode_clip(path: str | Path, rate: Fraction, image_size: int, choose, **options) -> Clip:
+    """The grid points ``choose(count)`` picks, decoded, CLIP-sized and timed (``decode_path_grid``'s options)."""
+    grid = decode_path_grid(Path(path), rate, image_size, choose, **options)
     frames = np.stack([fit_frame(frame, image_size) for frame in grid.frames])
-    return Clip(frames=frames, times=grid_times(grid.points, sampling.rate))
+    return Clip(frames=frames, times=grid_times(grid.points, rate))
