@@ -225,3 +225,27 @@ def test_a_bounded_load_of_concurrent_queries_has_no_errors(served):
     report = benchmark(ServeBenchSettings(index=root / "index", queries=40, clients=8, k=5))
     assert report["errors"] == 0, report["first_errors"]
     assert report["p50_ms"] <= report["p95_ms"] <= report["max_ms"]
+
+
+def test_a_thumbnail_is_the_frame_a_one_point_decode_gives(served, monkeypatch):
+    """Thumbnails are decoded a segment at a time and kept per video and grid point (overlapping segments
+    share them); each is still exactly the JPEG of its own grid point, as a one-point decode makes it."""
+    from cmadapter.serve import media
+    from cmadapter.serve.media import THUMBNAIL_SHORT_SIDE, MediaLibrary, _jpeg
+
+    _, root = served
+    library = MediaLibrary(root / "index")  # its own, empty cache
+    store = library._store()
+    first, second = store.segments([1, 2])  # stride 1, window 2: they share a frame
+    assert first.file_id == second.file_id and second.first < first.stop
+    path = Path(store.file(first.file_id).path)
+    real, decodes = media.decode_path_grid, []
+    monkeypatch.setattr(media, "decode_path_grid", lambda *args, **kw: decodes.append(args) or real(*args, **kw))
+    for frame in range(first.stop - first.first):
+        point = first.first + frame
+        expected = real(path, library.rate, THUMBNAIL_SHORT_SIDE, lambda count, p=point: [p]).frames[0]
+        assert library.thumbnail(1, frame) == _jpeg(expected)
+    assert len(decodes) == 1  # the whole segment in one pass
+    library.thumbnail(2, 0)  # the frame the two segments share: already there
+    assert len(decodes) == 1
+    library.close()

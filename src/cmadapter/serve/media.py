@@ -33,7 +33,7 @@ class MediaLibrary:
     def __init__(self, index_root: str | Path, *, thumbnail_cache: int = 4096):
         self.root = Path(index_root)
         self._local = threading.local()  # one read-only SQLite connection per server thread
-        self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._thumbs: OrderedDict[tuple[int, int], bytes] = OrderedDict()  # (video id, grid point) -> JPEG
         self._thumb_limit = thumbnail_cache
         self._thumb_lock = threading.Lock()
         self._clips = tempfile.TemporaryDirectory(prefix="cmadapter-clips-")
@@ -78,31 +78,40 @@ class MediaLibrary:
     # ---- thumbnails ----------------------------------------------------------------------------------------
 
     def thumbnail(self, segment_id: int, frame: int) -> bytes:
-        """JPEG of the segment's ``frame``-th frame: the very frame the index encoded (same grid, same decoder)."""
-        key = (segment_id, frame)
+        """JPEG of the segment's ``frame``-th frame: the very frame the index encoded (same grid, same decoder).
+
+        A miss decodes the whole segment in one pass (the page asks for all of its frames) and keeps each
+        frame under its video and grid point, which neighbouring segments (they overlap) share."""
+        segment = self.segment(segment_id)
+        if not 0 <= frame < segment.stop - segment.first:
+            raise MediaNotFound(f"segment {segment_id} has {segment.stop - segment.first} frames, not a frame {frame}")
+        key = (segment.file_id, segment.first + frame)
         with self._thumb_lock:
             if key in self._thumbs:
                 self._thumbs.move_to_end(key)
                 return self._thumbs[key]
-        segment = self.segment(segment_id)
-        if not 0 <= frame < segment.stop - segment.first:
-            raise MediaNotFound(f"segment {segment_id} has {segment.stop - segment.first} frames, not a frame {frame}")
         row = self.video(segment.file_id)
         path = Path(row.path)
         if not path.exists():
             raise MediaNotFound(f"video {row.id} ({path.name}) was deleted or moved since it was indexed")
-        point = segment.first + frame
+        points = range(segment.first, segment.stop)
         rate = self.rate if row.kind != "image" else Fraction(1)
         try:
-            grid = decode_path_grid(path, rate, THUMBNAIL_SHORT_SIDE, lambda count: [min(point, count - 1)])
+            grid = decode_path_grid(
+                path, rate, THUMBNAIL_SHORT_SIDE, lambda count: sorted({min(p, count - 1) for p in points})
+            )
         except DataError as exc:
             raise MediaNotFound(f"video {row.id} ({path.name}) cannot be read now: {exc}") from exc
-        data = _jpeg(grid.frames[0])
+        decoded = dict(zip(grid.points, grid.frames))
+        last = max(decoded)  # a file shortened since indexing: its last frame stands for the missing ones (as before)
+        jpegs = {(row.id, p): _jpeg(decoded.get(p, decoded[last])) for p in points}
         with self._thumb_lock:
-            self._thumbs[key] = data
+            self._thumbs.update(jpegs)
+            for done in jpegs:
+                self._thumbs.move_to_end(done)
             while len(self._thumbs) > self._thumb_limit:
                 self._thumbs.popitem(last=False)
-        return data
+        return jpegs[key]
 
     # ---- clips ---------------------------------------------------------------------------------------------
 
