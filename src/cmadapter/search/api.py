@@ -124,11 +124,13 @@ class VideoIndex:
             self._ann[adapter] = ann
         return self._ann[adapter]
 
-    def fetch(self, adapter: str):
-        """Frame features of segment ids, for stage 2."""
+    def fetch(self, adapter: str, rows_read: dict[int, SegmentRow] | None = None):
+        """Frame features of segment ids, for stage 2; the segment rows it reads land in ``rows_read``."""
 
         def frames_of(ids: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             rows = self.store.segments(ids)
+            if rows_read is not None:
+                rows_read.update((r.id, r) for r in rows)
             features = self.store.frame_features({r.file_id for r in rows}, adapter, self.dim)
             return pad_frames([features[r.file_id][r.first : r.stop] for r in rows])
 
@@ -151,16 +153,16 @@ class VideoIndex:
             seconds = {"text": time.perf_counter() - began}
             count = candidates or max(DEFAULT_CANDIDATES, 10 * k)
             began = time.perf_counter()
+            rows: dict[int, SegmentRow] = {}  # stage 2 reads every candidate's row; grouping reuses them
             ids, cosine, weights = two_stage(
-                text, ann, self.fetch(adapter), model.head, candidates=count, params=self.params
+                text, ann, self.fetch(adapter, rows), model.head, candidates=count, params=self.params
             )
             seconds["search"] = time.perf_counter() - began
-            results = self._group(ids, cosine, weights, k)
+            results = self._group(ids, cosine, weights, k, rows)
         seconds["total"] = seconds["text"] + seconds["search"]
         return SearchResults(query=query, adapter=adapter, results=results, seconds=seconds)
 
-    def _group(self, ids, cosine, weights, k: int) -> list[VideoResult]:
-        rows = {r.id: r for r in self.store.segments(ids)}
+    def _group(self, ids, cosine, weights, k: int, rows: dict[int, SegmentRow]) -> list[VideoResult]:
         by_video: dict[int, VideoResult] = {}
         files = {}
         for segment_id, score, frame_weights in zip(ids.tolist(), cosine.tolist(), weights):
