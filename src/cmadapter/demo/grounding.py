@@ -26,13 +26,18 @@ from .ground_truth import FrameObject, frame_objects
 from .synthetic import SyntheticConfig, VideoSpec, object_phrase, sample_frames
 
 
+def _pixels(heatmap: np.ndarray, size: int) -> np.ndarray:
+    """A patch map spread over the ``size``-px frame it covers: every pixel takes its patch's heat."""
+    cells = heatmap.shape[0]
+    if size % cells:
+        raise CmadapterError(f"a {cells}x{cells} map does not tile a {size}-px frame")
+    return np.kron(heatmap, np.ones((size // cells, size // cells)))
+
+
 def box_ratio(heatmap: np.ndarray, box: tuple[int, int, int, int], size: int) -> float | None:
     """Heat mass inside ``box`` (pixels of a ``size``-px frame) over the box's area share; None for an
     all-zero map."""
-    cells = heatmap.shape[0]
-    pixels = np.kron(heatmap, np.ones((size // cells, size // cells))) if size % cells == 0 else None
-    if pixels is None:
-        raise CmadapterError(f"a {cells}x{cells} map does not tile a {size}-px frame")
+    pixels = _pixels(heatmap, size)
     total = pixels.sum()
     if total <= 0:
         return None
@@ -44,8 +49,7 @@ def box_ratio(heatmap: np.ndarray, box: tuple[int, int, int, int], size: int) ->
 def mask_ratio(heatmap: np.ndarray, mask: np.ndarray) -> float | None:
     """Heat mass weighted by the object's pixel coverage over the coverage's mean: 1.0 for a uniform map,
     higher the more the map sits on the shape itself rather than its box (a ring's hole, a cross's corners)."""
-    size = mask.shape[0]
-    pixels = np.kron(heatmap, np.ones((size // heatmap.shape[0],) * 2))
+    pixels = _pixels(heatmap, mask.shape[0])
     total = pixels.sum()
     return None if total <= 0 else float((pixels * mask).sum() / total / mask.mean())
 
