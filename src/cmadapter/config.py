@@ -40,7 +40,7 @@ class DataConfig:
     dataset_options: dict[str, Any] = field(default_factory=dict)  # e.g. {"train_list": "7k"} for MSR-VTT
     train_split: str = "train"
     val_split: str | None = None  # best epoch chosen on it; None: the last epoch is used (and said so)
-    test_split: str = "test"
+    test_split: str | None = "test"  # evaluated once at the end of training; None: no test split
     fps: float = 1.0
     max_frames: int = 12
     sampling: Literal["all", "one-per-video"] = "all"  # MSR-VTT recipe: every caption is a sample

@@ -158,13 +158,22 @@ def _data_problems(config: RunConfig, purpose: Purpose, check: _Checker) -> None
             f"data.dataset_options: {d.dataset} has no option {unknown[0]!r}; its options: "
             f"{', '.join(spec.options) or 'none'}"
         )
+    wanted = {
+        "folder": "the folder of the dataset's annotation files",
+        "file": "the captions table (CSV, TSV, JSON lines or Parquet)",
+        "shards": "the shards (a brace pattern, a folder or a list file)",
+    }[spec.annotations]
     if not d.annotations:
-        problems.append("data.annotations is empty: give the folder of the dataset's annotation files")
-    elif not Path(d.annotations).is_dir():
+        problems.append(f"data.annotations is empty: give {wanted}")
+    elif spec.annotations == "folder" and not Path(d.annotations).is_dir():
         problems.append(f"data.annotations: folder not found: {d.annotations}")
+    elif spec.annotations == "file" and not Path(d.annotations).is_file():
+        problems.append(f"data.annotations: captions table not found: {d.annotations}")
     if d.cache is not None:
         if not Path(d.cache).is_dir():
             problems.append(f"data.cache: frame cache folder not found: {d.cache}")
+    elif spec.annotations == "shards":
+        pass  # the videos are in the shards
     elif d.videos is None:
         problems.append("data.videos and data.cache are both null: give a videos folder or a frame cache")
     elif not Path(d.videos).is_dir():

@@ -10,7 +10,7 @@ finds exactly those.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,9 +28,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f"{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
-    os.close(handle)
-    temporary = Path(name)
+    temporary = _new_temporary(path)
     try:
         yield temporary
         _fsync(temporary, os.O_RDONLY)
@@ -38,6 +36,18 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _new_temporary(path: Path) -> Path:
+    """A new empty file beside ``path``, created with the mode any new file gets (0666 less the umask), not
+    ``mkstemp``'s 0600: what we write for keeps (an index another user serves) must be readable as usual."""
+    while True:
+        temporary = path.with_name(f"{path.name}.{secrets.token_hex(6)}{TEMP_SUFFIX}")
+        try:
+            os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return temporary
+        except FileExistsError:
+            continue
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

@@ -91,8 +91,9 @@ class RetrievalModel(nn.Module):
             self.method.attach(self.backbone)
             for tensor in self.method.trainable_tensors().values():
                 tensor.requires_grad_(True)
-            spec = dict(self._adapter_heads[name])
-            self.set_head(spec.pop("name"), **spec)
+        # Each adapter scores with the head it was trained with; the plain backbone with its own.
+        spec = dict(self._adapter_heads[name] if name is not None else self._backbone_head)
+        self.set_head(spec.pop("name"), **spec)
 
     def remove_adapter(self, name: str) -> None:
         """Forget adapter ``name`` (the plain backbone becomes active if it was); its tensors go with it."""
@@ -176,9 +177,12 @@ class RetrievalModel(nn.Module):
     # ---- head -----------------------------------------------------------------------------------------
 
     def set_head(self, name: str, **options: Any) -> None:
+        """The head of the active adapter (of the plain backbone when none is active)."""
         self.head = create_head(name, **options)
         if self.active_adapter is not None:
             self._adapter_heads[self.active_adapter] = self.head_spec()
+        else:
+            self._backbone_head = self.head_spec()
 
     def head_spec(self) -> dict[str, Any]:
         spec = {"name": self.head.name}

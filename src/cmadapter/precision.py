@@ -30,6 +30,29 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=DTYPES[precision])
 
 
+def native_bf16(device: str | torch.device = "cpu", cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Whether ``device`` multiplies bf16 natively: a CUDA GPU that supports it, or a CPU with AMX or AVX512-BF16
+    (elsewhere bf16 matmuls are emulated: slower than fp32, nothing gained)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device: str | torch.device = "cpu") -> str:
+    """``auto``: bf16 where ``device`` has it natively (``native_bf16``), else fp32; other names as given."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    if precision not in DTYPES:
+        raise CmadapterError(f"unknown precision {precision!r}; use auto, bf16, fp16 or fp32")
+    return precision
+
+
 def store_frozen_weights(clip: nn.Module, dtype: torch.dtype) -> int:
     """Cast the frozen matmul weights of ``clip`` (attached method modules included) to ``dtype``, in place.
 

@@ -16,11 +16,15 @@ def run_prepare(args: argparse.Namespace) -> int:
     from ..datasets import get_dataset, load_split
     from ..datasets.annotations import AnnotationFileMissing
     from ..video.cache import PrepareOptions, prepare_cache
-    from ..video.sources import VideoFolder
+    from ..video.sources import VideoFolder, VideoPaths
 
     log = logging.getLogger("cmadapter.prepare")
     spec = get_dataset(args.dataset)
     options = parse_assignments(args.option, "--option")
+    if spec.annotations == "shards":
+        return _prepare_shards(args, options)
+    if args.videos is None:
+        raise CmadapterError(f"prepare {args.dataset} needs --videos: the folder of its videos")
     splits = args.splits.split(",") if args.splits else list(spec.splits)
     video_ids: list[str] = []
     for split in splits:
@@ -40,7 +44,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     if not video_ids:
         raise CmadapterError(f"no {args.dataset} annotation files found in {args.annotations}")
     workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
-    videos = VideoFolder(args.videos, aliases=spec.file_aliases, folder_fps=args.folder_fps)
+    if spec.ids_are_paths:  # a captions table: its video ids are paths under --videos
+        videos = VideoPaths(args.videos, folder_fps=args.folder_fps)
+    else:
+        videos = VideoFolder(args.videos, aliases=spec.file_aliases, folder_fps=args.folder_fps)
     options = PrepareOptions(
         fps=args.fps, short_side=args.short_side, workers=workers, allow_truncated=args.allow_truncated
     )
@@ -60,12 +67,45 @@ def run_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare_shards(args: argparse.Namespace, options: dict) -> int:
+    """Every sample of the shards (all splits) decoded into the cache; the scan's problems are reported."""
+    import os
+
+    from ..datasets.shard_cache import prepare_shard_cache
+    from ..datasets.webdataset import shard_set
+    from ..video.cache import PrepareOptions
+
+    if args.ray is not None:
+        raise CmadapterError("prepare webdataset decodes shard by shard on this machine; --ray is for video folders")
+    shards = shard_set(args.annotations, options, "drop")
+    workers = args.workers if args.workers is not None else min(os.cpu_count() or 1, 8)
+    prepare = PrepareOptions(
+        fps=args.fps, short_side=args.short_side, workers=workers, allow_truncated=args.allow_truncated
+    )
+    report = prepare_shard_cache(shards, list(shards.samples), args.out, prepare)
+    print(
+        f"{args.out}: {report.written} samples decoded, {report.skipped} already cached, "
+        f"{len(report.missing)} refused by the scan, {len(report.undecodable)} undecodable, {len(report.truncated)} truncated"
+    )
+    if report.problems:
+        print(f"the samples not cached are listed with shard and key in {report.report_file}", file=sys.stderr)
+    return 0
+
+
 def add_prepare(sub) -> None:
     p = sub.add_parser("prepare", help="decode every video of a dataset once into a frame cache")
     p.set_defaults(run=run_prepare)
-    p.add_argument("dataset", help="msrvtt, msvd, vatex, didemo, activitynet, flickr30k or mscoco")
-    p.add_argument("--annotations", required=True, help="folder with the dataset's annotation files")
-    p.add_argument("--videos", required=True, help="folder with the videos or images (any depth), or frame folders")
+    p.add_argument(
+        "dataset", help="msrvtt, msvd, vatex, didemo, activitynet, flickr30k, mscoco, captions or webdataset"
+    )
+    p.add_argument(
+        "--annotations",
+        required=True,
+        help="folder with the dataset's annotation files (captions: the table; webdataset: the shards)",
+    )
+    p.add_argument(
+        "--videos", default=None, help="folder with the videos or images (any depth), or frame folders (not for shards)"
+    )
     p.add_argument("--out", required=True, help="cache folder to create or complete")
     p.add_argument("--fps", type=float, default=1.0, help="grid points per second (default 1)")
     p.add_argument("--short-side", type=int, default=224, help="stored frame size: the model's input size")

@@ -4,25 +4,85 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
+from ..errors import CmadapterError
 from .arguments import csv_list, parse_assignments
+
+# configs/captions_vitb32.yaml, shipped inside the package so that the shortcut works from any install.
+CAPTIONS_RECIPE = files("cmadapter") / "recipes" / "captions_vitb32.yaml"
 
 
 def run_train(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..training.trainer import train
 
-    overrides = list(args.overrides) + (["resume=auto"] if args.resume or args.resume_force else [])
+    own_data = bool(args.captions or args.shards)
+    if args.config is None and not own_data:
+        raise CmadapterError(
+            "give --config RECIPE, or your own data: --captions TABLE --videos DIR, or --shards PATTERN"
+        )
+    overrides = own_data_overrides(args) + list(args.overrides)
+    overrides += ["resume=auto"] if args.resume or args.resume_force else []
     overrides += ["resume_force=true"] if args.resume_force else []
-    train(load_config(args.config, overrides), progress=not args.no_progress)
+    config = load_config(args.config or str(CAPTIONS_RECIPE), overrides)
+    train(config, progress=not args.no_progress)
+    if own_data and os.environ.get("RANK", "0") == "0":
+        run = config.run_dir
+        print(f"Evaluate: cmadapter eval --config {run / 'config.yaml'} --adapter {run / 'best.safetensors'}")
+        m = config.model
+        model = (f"--backbone {m.backbone} " if m.backbone else "") + (
+            f"--pretrained {m.pretrained} " if m.pretrained else ""
+        )
+        print(
+            f"Search with it: cmadapter index VIDEOS --out INDEX {model}--adapter {config.name}={run / 'best.safetensors'}"
+        )
     return 0
+
+
+def own_data_overrides(args: argparse.Namespace) -> list[str]:
+    """``--captions``/``--shards``, ``--videos``, ``--pretrained``, ``--name`` as the recipe's keys."""
+    from ..backbone import looks_like_path
+
+    if args.captions and args.shards:
+        raise CmadapterError("give --captions TABLE or --shards PATTERN, not both")
+    if args.videos and not args.captions:
+        raise CmadapterError("--videos is the folder of a captions table's videos: give --captions TABLE too")
+    out: list[tuple[str, Any]] = []
+    if args.captions:
+        out += [("data.dataset", "captions"), ("data.annotations", args.captions), ("data.videos", args.videos)]
+    if args.shards:
+        out += [("data.dataset", "webdataset"), ("data.annotations", args.shards), ("data.videos", None)]
+    if args.pretrained:
+        # A weights file carries its architecture; a tag names the recipe's backbone's weights.
+        out += [("model.pretrained", args.pretrained)]
+        out += [("model.backbone", None)] if looks_like_path(args.pretrained) else []
+    if args.name:
+        out += [("name", args.name)]
+    return [f"{key}={json.dumps(value)}" for key, value in out]
 
 
 def add_train(sub) -> None:
     p = sub.add_parser("train", help="train an adapter (torchrun --nproc_per_node=N -m cmadapter train … for DDP)")
     p.set_defaults(run=run_train)
-    p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/msrvtt_vitb32.yaml")
+    p.add_argument(
+        "--config",
+        default=None,
+        help="YAML recipe, e.g. configs/msrvtt_vitb32.yaml (with --captions/--shards: configs/captions_vitb32.yaml)",
+    )
+    own = p.add_argument_group("your own data (fills in the captions recipe, or --config)")
+    own.add_argument("--captions", metavar="TABLE", help="captions table: CSV, TSV, JSON lines or Parquet")
+    own.add_argument("--videos", metavar="DIR", help="the folder the table's video paths are relative to")
+    own.add_argument(
+        "--shards", metavar="PATTERN", help="WebDataset shards: 'shards/{00000..00099}.tar', a folder or list"
+    )
+    own.add_argument(
+        "--pretrained", metavar="W", help="CLIP weights file or open_clip tag (default: the recipe's openai)"
+    )
+    own.add_argument("--name", metavar="N", help="the run's name: its folder is runs/N")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. train.epochs=3 model.method=uni-modal")
     p.add_argument("--resume", action="store_true", help="continue from the newest training state of the run")
     p.add_argument(
@@ -106,6 +166,10 @@ def add_compare(sub) -> None:
 def run_demo_command(args: argparse.Namespace) -> int:
     from ..evaluation.tables import gain_line, markdown_table
 
+    if args.curve:
+        return run_curve_command(args)
+    if args.seeds is not None:
+        raise CmadapterError("--seeds goes with --curve; the demo takes one --seed")
     if args.images:
         from ..demo.images import METHODS, run_image_demo
 
@@ -118,7 +182,14 @@ def run_demo_command(args: argparse.Namespace) -> int:
         from ..demo.run import METHODS, run_demo
 
         methods = csv_list(args.methods) if args.methods else METHODS
-        results = run_demo(args.out, quick=args.quick, seed=args.seed, methods=methods, progress=not args.no_progress)
+        results = run_demo(
+            args.out,
+            quick=args.quick,
+            seed=args.seed,
+            methods=methods,
+            domains=not args.no_domains,
+            progress=not args.no_progress,
+        )
         media, files = "video", "results.json, results.md, recall_vs_params.png"
     print()
     print(markdown_table(results["methods"], media))
@@ -134,11 +205,45 @@ def run_demo_command(args: argparse.Namespace) -> int:
             for rank, hit in enumerate(example["results"], 1):
                 print(f"    {rank}. {hit['score']:.4f}  {hit['video']}  {hit['start']:.0f}-{hit['end']:.0f} s")
         print("Search it yourself:\n" + "\n".join(f"  {command}" for command in search["commands"]))
+    if results.get("step_time"):
+        from ..demo.step_time import step_time_line
+
+        print("\n" + step_time_line(results["step_time"]))
+    if results.get("domains"):
+        from ..demo.domains import domains_markdown
+
+        print("\n" + domains_markdown(results["domains"]))
     print(f"{results['timings_seconds']['total']:.0f} s in all.")
     runs = results.get("runs") or f"{args.out}/{results['variant']}/runs"
     print(f"Results: {args.out}/{files}; runs and TensorBoard events in {runs}/")
     if "grounding" in results:
         print(f"Report (Cross-Modal Adapter against zero-shot): {args.out}/report/report.html")
+    return 0
+
+
+def run_curve_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from ..demo.curve import CurveSettings, curve_markdown, run_curve
+    from ..demo.run import run_demo
+
+    if args.images or args.methods:
+        raise CmadapterError("--curve runs zero-shot, cross-modal and full on the video demo; drop --images/--methods")
+    curve = CurveSettings.quick() if args.quick else CurveSettings()
+    if args.seeds is not None:
+        try:
+            seeds = tuple(int(s) for s in csv_list(args.seeds))
+        except ValueError:
+            raise CmadapterError(f"--seeds takes comma-separated integers, got {args.seeds!r}") from None
+        curve = dataclasses.replace(curve, seeds=seeds)
+    results = run_curve(args.out, quick=args.quick, curve=curve, progress=not args.no_progress)
+    print()
+    print(curve_markdown(results))
+    # The demo of the first seed (its finished runs reused) writes the report, now with the curve in it.
+    run_demo(
+        args.out, quick=args.quick, seed=curve.seeds[0], domains=not args.no_domains, progress=not args.no_progress
+    )
+    print(f"Curve: {args.out}/curve.json, curve.md, curve.png; report with the curve: {args.out}/report/report.html")
     return 0
 
 
@@ -159,5 +264,17 @@ def add_demo(sub) -> None:
         default=None,
         help="comma-separated, or 'all' for zero-shot and every method "
         "(default zero-shot,cross-modal,uni-modal,full; with --images zero-shot,cross-modal,uni-modal,adapter-attn,maple)",
+    )
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        help="the learning curve: zero-shot, cross-modal and full fine-tuning on 15-300 training videos over "
+        "--seeds (about 13 min of CPU time a seed; reuses finished runs)",
+    )
+    p.add_argument("--seeds", default=None, help="with --curve: comma-separated seeds (default 42,43,44)")
+    p.add_argument(
+        "--no-domains",
+        action="store_true",
+        help="skip the second domain (an adapter for the image demo's stills on the same backbone, one index)",
     )
     p.add_argument("--no-progress", action="store_true")

@@ -5,7 +5,8 @@
 
 Adding a dataset is one module with ``SPLITS`` and ``read(annotations, split, **options)`` (and
 ``file_aliases`` if its files are not named by its ids, ``MEDIA = "image"`` if its items are stills),
-plus one line in ``DATASETS``.
+plus one line in ``DATASETS``. Your own data: ``captions`` (a captions table, ``data.annotations`` is the
+table, its video ids are paths under ``data.videos``) and ``webdataset`` (``data.annotations`` names shards).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 from ..errors import CmadapterError, DataError
-from . import activitynet, didemo, flickr30k, mscoco, msrvtt, msvd, vatex
+from . import activitynet, captions, didemo, flickr30k, mscoco, msrvtt, msvd, vatex, webdataset
+from .annotations import EmptySplit
 from .records import Record, RetrievalSplit, retrieval_split
 
 
@@ -32,6 +34,9 @@ class DatasetSpec:
     read: Callable[..., list[Record]]  # (annotations: Path, split: str, **options)
     file_aliases: Callable[[str], list[str]] = _no_aliases
     media: str = "video"  # "image": every item is a still (a one-frame clip)
+    annotations: str = "folder"  # what data.annotations is: "folder", "file" (a table) or "shards" (a pattern)
+    moments: bool = False  # evaluation: each (video, window) is an item of its own
+    ids_are_paths: bool = False  # video ids are paths relative to data.videos (nothing is searched for)
 
     @property
     def options(self) -> list[str]:
@@ -41,7 +46,17 @@ class DatasetSpec:
 
 def _spec(name: str, module: ModuleType) -> DatasetSpec:
     aliases = getattr(module, "file_aliases", _no_aliases)
-    return DatasetSpec(name, module.SPLITS, module.read, aliases, getattr(module, "MEDIA", "video"))
+    annotations = getattr(module, "ANNOTATIONS", "folder")
+    return DatasetSpec(
+        name,
+        module.SPLITS,
+        module.read,
+        aliases,
+        getattr(module, "MEDIA", "video"),
+        annotations=annotations,
+        moments=getattr(module, "MOMENTS", False),
+        ids_are_paths=annotations == "file",
+    )
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -52,6 +67,8 @@ DATASETS: dict[str, DatasetSpec] = {
     "activitynet": _spec("activitynet", activitynet),
     "flickr30k": _spec("flickr30k", flickr30k),
     "mscoco": _spec("mscoco", mscoco),
+    "captions": _spec("captions", captions),
+    "webdataset": _spec("webdataset", webdataset),
 }
 
 
@@ -73,10 +90,20 @@ def load_split(
     if unknown:
         known = ", ".join(spec.options) or "none"
         raise CmadapterError(f"{dataset} has no option {unknown[0]!r}; its options: {known}")
-    annotations = Path(annotations)
-    if not annotations.is_dir():
-        raise DataError(f"annotation folder not found: {annotations}")
-    records = spec.read(annotations, split, **options)
+    if spec.annotations == "shards":
+        annotations = str(annotations)
+    else:
+        annotations = Path(annotations)
+        if spec.annotations == "folder" and not annotations.is_dir():
+            raise DataError(f"annotation folder not found: {annotations}")
+        if spec.annotations == "file" and not annotations.is_file():
+            raise DataError(f"annotation file not found: {annotations}")
+    try:
+        records = spec.read(annotations, split, **options)
+    except EmptySplit:
+        if allow_empty:
+            return []
+        raise
     if not records and not allow_empty:
         raise DataError(f"{dataset}/{split}: the annotation files in {annotations} give no records")
     return records

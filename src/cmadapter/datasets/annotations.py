@@ -16,6 +16,10 @@ class AnnotationFileMissing(DataError):
     """A split's annotation file is not there (``prepare`` skips such splits unless they were asked for)."""
 
 
+class EmptySplit(DataError):
+    """The annotations hold no records for a split (``prepare`` of every split skips it)."""
+
+
 def require(folder: Path, name: str, what: str = "") -> Path:
     path = optional_file(folder, name)
     if path is None:

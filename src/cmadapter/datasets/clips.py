@@ -39,16 +39,19 @@ def check_videos(
     missing: Missing = "fail",
     what: str = "dataset",
     remedy: str = "set missing='drop' to train without them",
+    where: Mapping[str, str] | None = None,
 ) -> set[str]:
     """The ids of ``video_ids`` that ``source`` cannot read; raises (ending with ``remedy``) unless
-    ``missing="drop"``."""
+    ``missing="drop"``. ``where`` names the annotation line of an id, when its records know it."""
     if missing not in ("fail", "drop"):
         raise CmadapterError(f"missing must be 'fail' or 'drop', got {missing!r}")
     absent = source.missing(dict.fromkeys(video_ids))
     if not absent:
         return set()
     first = list(absent.items())[:5]
-    listing = "; ".join(reason for _, reason in first) + (f"; … {len(absent) - 5} more" if len(absent) > 5 else "")
+    where = where or {}
+    listing = "; ".join(f"{where[i]}: {reason}" if i in where else reason for i, reason in first)
+    listing += f"; … {len(absent) - 5} more" if len(absent) > 5 else ""
     total = len(set(video_ids))
     if missing == "fail":
         raise DataError(
@@ -85,24 +88,29 @@ class VideoClips(Dataset):
         fps: float = 1.0,
         *,
         missing: Missing = "fail",
+        files: Mapping[str, str] | None = None,
     ):
         self.reader = _ClipReader(source, image_size, max_frames, fps)
+        self.files = dict(files or {})  # item id -> the video it is cut from (moments), where they differ
         # Evaluation configs have no `missing` setting: metrics over fewer videos would not be comparable.
         remedy = "prepare the cache for them: evaluation reads every video of the split"
-        dropped = check_videos(self.reader.source, video_ids, missing, "evaluation videos", remedy)
-        self.video_ids = [v for v in dict.fromkeys(video_ids) if v not in dropped]
+        items = list(dict.fromkeys(video_ids))
+        videos = [self.files.get(v, v) for v in items]
+        dropped = check_videos(self.reader.source, videos, missing, "evaluation videos", remedy)
+        self.video_ids = [v for v, video in zip(items, videos) if video not in dropped]
         self.windows = dict(windows or {})
 
     @classmethod
     def from_split(cls, split: RetrievalSplit, source, image_size: int, max_frames: int = 12, fps: float = 1.0):
-        return cls(split.video_ids, split.windows, source, image_size, max_frames, fps)
+        return cls(split.video_ids, split.windows, source, image_size, max_frames, fps, files=split.files)
 
     def __len__(self) -> int:
         return len(self.video_ids)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         video_id = self.video_ids[index]
-        frames, mask = self.reader.clip(video_id, self.windows.get(video_id, (None, None)))
+        video = self.files.get(video_id, video_id)
+        frames, mask = self.reader.clip(video, self.windows.get(video_id, (None, None)))
         return frames, mask, video_id
 
 
@@ -121,21 +129,29 @@ class CaptionVideoPairs(Dataset):
         seed: int = 0,
         *,
         missing: Missing = "fail",
+        annotations: str | None = None,
     ):
+        """``annotations`` names the annotation file of records that carry lines, for missing videos' errors."""
         if sampling not in ("all", "one-per-video"):
             raise CmadapterError(f"sampling must be 'all' or 'one-per-video', got {sampling!r}")
         self.reader = _ClipReader(source, image_size, max_frames, fps)
         self.tokenizer = tokenizer
         self.sampling = sampling
         self.seed = seed
-        dropped = check_videos(self.reader.source, [r.video_id for r in records], missing, "training videos")
+        where = {}
+        if annotations is not None:
+            for record in reversed(records):  # the first line of each video
+                if record.line is not None:
+                    where[record.video_id] = f"{annotations} line {record.line}"
+        video_ids = [r.video_id for r in records]
+        dropped = check_videos(self.reader.source, video_ids, missing, "training videos", where=where)
         self.records = [r for r in records if r.video_id not in dropped]
         if not self.records:
             raise DataError("no training records left")
-        groups: dict[str, list[int]] = {}
+        groups: dict[tuple, list[int]] = {}  # by video and window: each moment of a video is its own item
         for i, record in enumerate(self.records):
-            groups.setdefault(record.video_id, []).append(i)
-        self.video_ids = list(groups)
+            groups.setdefault((record.video_id, record.window), []).append(i)
+        self.video_ids = [video for video, _window in groups]
         self._groups = [np.asarray(g) for g in groups.values()]
         self._group_sizes = np.array([len(g) for g in self._groups])
         # Shared memory, so that data-loader workers (persistent ones included) see set_epoch.

@@ -7,6 +7,7 @@ from typing import Any
 from ..config import RunConfig
 from ..config_validation import validate_config
 from ..datasets import get_dataset
+from ..errors import CmadapterError
 from ..model import build_model_from_config
 from ..training.data import build_eval_data
 from ..training.distributed import init_distributed, shutdown_distributed
@@ -30,6 +31,8 @@ def evaluate_config(
     try:
         model, label = build_run_model(config, adapter, device=context.device)
         split = split or config.data.test_split
+        if split is None:
+            raise CmadapterError("the config has no test split (data.test_split is null): give --split")
         data = build_eval_data(config, model, split)
         metrics = evaluate(
             model,

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..checkpoint import load_adapter_checkpoint
@@ -35,7 +34,7 @@ from ..evaluation.evaluate import EvalData, evaluate
 from ..evaluation.tables import summary_line
 from ..model import RetrievalModel, build_model_from_config
 from ..precision import DTYPES, autocast
-from .data import TrainingData, build_training_data
+from .data import TrainingData, build_training_data, keep_split, recorded_split, training_loader
 from .distributed import (
     DistributedContext,
     barrier,
@@ -44,7 +43,6 @@ from .distributed import (
 )
 from .memory import peak_memory_mb
 from .resume_check import load_checked_state, resolved, write_run_config
-from .sampler import EpochBatchSampler
 from .state import Position, TrainState, capture_rng, restore_rng, save_train_state
 from .stepper import build_stepper
 
@@ -101,6 +99,7 @@ class Trainer:
         callbacks: Sequence[Callable[[StepInfo], None]],
         progress: bool,
     ):
+        config = recorded_split(config)  # a resumed run reads the split it drew
         self.config, self.context = config, context
         self.callbacks = list(callbacks)
         self.progress = progress and context.is_main
@@ -124,11 +123,18 @@ class Trainer:
         self._broadcast_trainable()
 
         batch = config.train.batch_size
-        self.sampler = EpochBatchSampler(
-            len(self.data.train), batch, seed=config.train.seed, rank=context.rank, world_size=context.world_size
+        # Built once: persistent workers live across epochs (the dataset's epoch is in shared memory).
+        self.loader, self.sampler = training_loader(
+            self.data.train,
+            self.data.collate,
+            batch,
+            seed=config.train.seed,
+            rank=context.rank,
+            world_size=context.world_size,
+            device=context.device,
+            workers=config.data.workers,
         )
         self.steps_per_epoch = len(self.data.train) // batch
-        self.loader = self._loader()
         self.total_steps = self.steps_per_epoch * config.train.epochs
         self.stepper = build_stepper(self.model, config.optim, self.precision, context, self.total_steps)
         self.optimizer, self.scheduler, self.scaler = (
@@ -149,17 +155,6 @@ class Trainer:
             for tensor in self.params:
                 dist.broadcast(tensor.data, src=0)
 
-    def _loader(self) -> DataLoader:
-        """Built once: persistent workers live across epochs (the dataset's epoch is in shared memory)."""
-        from ..datasets.clips import loader_settings
-
-        return DataLoader(
-            self.data.train,
-            batch_sampler=self.sampler,
-            collate_fn=self.data.collate,
-            **loader_settings(self.context.device, self.config.data.workers, seed=self.config.train.seed),
-        )
-
     def _resume(self) -> None:
         state, path = self.resume_state, self.resume_path
         if state is None:
@@ -179,6 +174,9 @@ class Trainer:
 
     def run(self) -> dict[str, Any]:
         config = self.config
+        if self.data.own_split is not None and "split_file" not in config.data.dataset_options:
+            # The seeded split, kept with the run: eval, report and a resume read it even if the data grows.
+            config = self.config = keep_split(config, self.data.own_split, write=self.context.is_main)
         if self.context.is_main:
             (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             write_run_config(config, self.run_dir, resuming=self.resume_state is not None)

@@ -201,7 +201,7 @@ def prepare_cache(
 
     out = Path(out)
     spec = CacheSpec(fps=exact(options.fps), short_side=options.short_side)
-    _start_cache(out, spec)
+    start_cache(out, spec)
     frames_dir = out / "frames"
     report = PrepareReport(cache=out)
     # A truncated video an earlier run cached (allow_truncated) stays reported when it is skipped now.
@@ -239,7 +239,8 @@ def prepare_cache(
     return report
 
 
-def _start_cache(out: Path, spec: CacheSpec) -> None:
+def start_cache(out: Path, spec: CacheSpec) -> None:
+    """Create (or check, when it exists) the cache folder ``out`` for frames of ``spec``."""
     existing = read_spec(out) if out.is_dir() else None
     if existing is not None and existing != spec:
         raise DataError(
@@ -300,9 +301,7 @@ def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_f
             folder_fps=folder_fps,
             allow_truncated=allow_truncated,
         )
-        frames = np.stack(_same_size(grid.frames))
-        with atomic_path(target) as temporary, open(temporary, "wb") as f:
-            np.save(f, frames, allow_pickle=False)
+        store_frames(grid.frames, target)
     except TruncatedVideo as exc:
         return video_id, path, "truncated", f"{exc}; not cached (--allow-truncated caches what decoded)", False
     except DataError as exc:
@@ -310,6 +309,13 @@ def cache_video(video_id: str, path: str, target: str, spec: CacheSpec, folder_f
     if grid.truncation is not None:
         return video_id, path, "truncated", f"{grid.truncation}; cached what decoded (--allow-truncated)", True
     return video_id, path, None, None, True
+
+
+def store_frames(frames: list[np.ndarray], target: str | Path) -> None:
+    """A video's grid frames as its cache file, written atomically."""
+    array = np.stack(_same_size(frames))
+    with atomic_path(target) as temporary, open(temporary, "wb") as f:
+        np.save(f, array, allow_pickle=False)
 
 
 def _same_size(frames: list[np.ndarray]) -> list[np.ndarray]:

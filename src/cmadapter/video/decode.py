@@ -25,6 +25,7 @@ any pixel format FFmpeg decodes are fine. Sample aspect ratio is ignored, as in 
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 from collections.abc import Callable, Iterator
@@ -118,12 +119,36 @@ def decode_grid(
     return grid
 
 
+def decode_bytes_grid(
+    data: bytes,
+    what: str,
+    rate: Fraction,
+    short_side: int,
+    choose: Callable[[int], list[int]],
+    *,
+    threads: int = 1,
+    allow_truncated: bool = False,
+) -> GridFrames:
+    """``decode_grid`` of a video held in memory (a member of a WebDataset shard); ``what`` names it in errors."""
+    if not data:
+        raise DataError(f"{what}: the video is empty")
+    grid = _decode_source(data, what, rate, short_side, choose, threads)
+    if grid.truncation is not None and not allow_truncated:
+        raise TruncatedVideo(f"{what}: {grid.truncation}")
+    return grid
+
+
 def _decode_grid(path: Path, rate, short_side, choose, video_id, threads) -> GridFrames:
     what = describe(path, video_id)
     if not path.is_file():
         raise DataError(f"{what}: file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{what}: the file is empty")
+    return _decode_source(path, what, rate, short_side, choose, threads)
+
+
+def _decode_source(path: Path | bytes, what: str, rate, short_side, choose, threads) -> GridFrames:
+    """The three ways of decoding (seeking, scanning by timestamps, by frame index), from a file or bytes."""
     try:
         with _opened(path, what, threads) as (container, stream):
             timeline = _probe(container, stream, what)
@@ -162,9 +187,9 @@ def _interval(stream) -> Fraction:
 
 
 @contextmanager
-def _opened(path: Path, what: str, threads: int):
+def _opened(path: Path | bytes, what: str, threads: int):
     """The container and its first video stream, configured for decoding."""
-    container = av.open(str(path))
+    container = av.open(io.BytesIO(path) if isinstance(path, bytes) else str(path))
     try:
         if not container.streams.video:
             raise DataError(f"{what}: no video stream in the file")
@@ -218,13 +243,23 @@ def _decode_seeking(container, stream, timeline: Timeline, rate, short_side, cho
     count = grid_count(timeline.last_time, rate)
     points = list(choose(count))
     wanted_of_point = [timeline.frame_at(Fraction(k) / rate) for k in points]
-    wanted_set = set(wanted_of_point)
-    decoded: dict[int, np.ndarray] = {}
+    decoded = dict(_seek_decode(container, stream, timeline, sorted(set(wanted_of_point)), short_side))
+    return GridFrames(frames=[decoded[w] for w in wanted_of_point], points=points, count=count)
+
+
+def _seek_decode(
+    container, stream, timeline: Timeline, wanted: list[int], short_side
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(timestamp, resized frame) of each of the ``wanted`` timestamps (ascending), in order.
+
+    Seeks when the keyframe before the next wanted frame lies beyond the decoder's position, else decodes
+    forward; raises ``_FallBack`` when the container does not behave as its timeline promised."""
+    wanted_set = set(wanted)
     frames: Iterator | None = None
     position = None  # timestamp of the last frame the decoder gave
     try:
-        for wanted in sorted(wanted_set):
-            keyframe = timeline.keyframe_before(wanted)
+        for target in wanted:
+            keyframe = timeline.keyframe_before(target)
             if frames is None or keyframe > position:
                 # Flushes the decoder and lands on a keyframe at or before the target (probing left the
                 # container at its end, so the first wanted frame needs a seek too).
@@ -235,16 +270,15 @@ def _decode_seeking(container, stream, timeline: Timeline, rate, short_side, cho
                 if frame.pts is None:
                     raise _FallBack("a decoded frame has no timestamp")
                 position = frame.pts
-                if frame.pts >= wanted:
+                if frame.pts >= target:
                     break
             else:
-                raise _FallBack(f"the stream ended before timestamp {wanted}")
-            if frame.pts != wanted:
-                raise _FallBack(f"wanted the frame at {wanted}, the decoder gave {frame.pts}")
-            decoded[wanted] = _upright_resized(frame, short_side)
+                raise _FallBack(f"the stream ended before timestamp {target}")
+            if frame.pts != target:
+                raise _FallBack(f"wanted the frame at {target}, the decoder gave {frame.pts}")
+            yield target, _upright_resized(frame, short_side)
     except av.FFmpegError as exc:
         raise _FallBack(f"decoding error: {exc}") from exc
-    return GridFrames(frames=[decoded[w] for w in wanted_of_point], points=points, count=count)
 
 
 def _decode_packets(container, stream, wanted: set[int]) -> Iterator[av.VideoFrame]:
@@ -262,48 +296,71 @@ def _decode_packets(container, stream, wanted: set[int]) -> Iterator[av.VideoFra
 def _decode_scanning(container, stream, rate, short_side, choose, what: str, by_index: bool):
     """Decode every frame from the start; keep (resized) the one on screen at each grid point.
 
-    Frames are timed by their timestamps, or (``by_index``, when those are missing or not increasing)
-    by their position and the stream's frame rate. Returns the grid, the seconds decoded and the
-    decoding error that ended the stream (or None).
+    Returns the grid, the seconds decoded and the decoding error that ended the stream (or None).
     """
-    frame_rate = stream.guessed_rate or stream.average_rate  # FFmpeg's best guess; the average suffers from bad stamps
-    if by_index and not frame_rate:
-        raise DataError(f"{what}: frames have neither usable timestamps nor a frame rate")
-    at_points: list[np.ndarray] = []  # resized frame of grid point 0, 1, 2, …
-    previous = None  # (frame, its time, its resized array or None)
-    first_pts = damage = None
-    try:
-        for index, frame in enumerate(container.decode(stream)):
-            if by_index:
-                time = Fraction(index) / Fraction(frame_rate)
-            elif frame.pts is None or frame.time_base is None:
-                raise _FallBack("a frame has no timestamp")
-            else:
-                first_pts = frame.pts if first_pts is None else first_pts
-                time = (frame.pts - first_pts) * Fraction(frame.time_base)
-                if previous is not None and time <= previous[1]:
-                    raise _FallBack("frame timestamps do not increase")
-            # Every grid point before this frame's time shows the previous frame.
-            while previous is not None and Fraction(len(at_points)) / rate < time:
-                previous = _resized_once(previous, short_side)
-                at_points.append(previous[2])
-            previous = (frame, time, None)
-    except av.FFmpegError as exc:
+    scan = _Scan(container, stream, rate, short_side, what, by_index)
+    at_points = list(scan)  # resized frame of grid point 0, 1, 2, …
+    points = list(choose(len(at_points)))
+    grid = GridFrames(frames=[at_points[k] for k in points], points=points, count=len(at_points))
+    return grid, scan.span, scan.damage
+
+
+class _Scan:
+    """Iterates the resized frame on screen at grid point 0, 1, 2, … of a stream decoded from the start;
+    afterwards ``span`` (seconds decoded, with the last frame's duration) and ``damage`` are set.
+
+    Frames are timed by their timestamps, or (``by_index``, when those are missing or not increasing)
+    by their position and the stream's frame rate; ``_FallBack`` says the timestamps cannot be used."""
+
+    def __init__(self, container, stream, rate, short_side, what: str, by_index: bool):
+        self.container, self.stream, self.rate, self.short_side = container, stream, rate, short_side
+        self.what, self.by_index = what, by_index
+        self.span: Fraction | None = None
+        self.damage: str | None = None
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        stream, rate, short_side, by_index = self.stream, self.rate, self.short_side, self.by_index
+        frame_rate = (
+            stream.guessed_rate or stream.average_rate
+        )  # FFmpeg's best guess; the average suffers from bad stamps
+        if by_index and not frame_rate:
+            raise DataError(f"{self.what}: frames have neither usable timestamps nor a frame rate")
+        emitted = 0  # grid points given so far
+        previous = None  # (frame, its time, its resized array or None)
+        first_pts = None
+        try:
+            for index, frame in enumerate(self.container.decode(stream)):
+                if by_index:
+                    time = Fraction(index) / Fraction(frame_rate)
+                elif frame.pts is None or frame.time_base is None:
+                    raise _FallBack("a frame has no timestamp")
+                else:
+                    first_pts = frame.pts if first_pts is None else first_pts
+                    time = (frame.pts - first_pts) * Fraction(frame.time_base)
+                    if previous is not None and time <= previous[1]:
+                        raise _FallBack("frame timestamps do not increase")
+                # Every grid point before this frame's time shows the previous frame.
+                while previous is not None and Fraction(emitted) / rate < time:
+                    previous = _resized_once(previous, short_side)
+                    emitted += 1
+                    yield previous[2]
+                previous = (frame, time, None)
+        except av.FFmpegError as exc:
+            if previous is None:
+                raise
+            self.damage = f"damaged after {float(previous[1]):.2f} s ({exc})"
+            log.debug("%s: %s", self.what, self.damage)
         if previous is None:
-            raise
-        damage = f"damaged after {float(previous[1]):.2f} s ({exc})"
-        log.debug("%s: %s", what, damage)
-    if previous is None:
-        raise DataError(f"{what}: no decodable video frames")
-    while Fraction(len(at_points)) / rate <= previous[1]:
-        previous = _resized_once(previous, short_side)
-        at_points.append(previous[2])
-    count = len(at_points)
-    points = list(choose(count))
-    last = previous[0]
-    lasts = last.duration * last.time_base if last.duration and last.time_base and not by_index else _interval(stream)
-    grid = GridFrames(frames=[at_points[k] for k in points], points=points, count=count)
-    return grid, previous[1] + lasts, damage
+            raise DataError(f"{self.what}: no decodable video frames")
+        while Fraction(emitted) / rate <= previous[1]:
+            previous = _resized_once(previous, short_side)
+            emitted += 1
+            yield previous[2]
+        last = previous[0]
+        lasts = (
+            last.duration * last.time_base if last.duration and last.time_base and not by_index else _interval(stream)
+        )
+        self.span = previous[1] + lasts
 
 
 def _resized_once(entry, short_side):

@@ -3,17 +3,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
 from .decode import GridFrames, decode_grid, describe
-from .frame_folder import decode_folder_grid
-from .image import decode_image_grid, is_image_file
+from .frame_folder import decode_folder_grid, stream_folder_grid
+from .image import decode_image_grid, is_image_file, load_image
 from .preprocess import fit_frame
 from .sampling import WHOLE_VIDEO, Clip, Sampling, Window, clip_points, grid_times
+from .stream import stream_grid
 
 
 def decode_path_grid(
@@ -38,6 +39,17 @@ def decode_path_grid(
     return decode_grid(
         path, rate, short_side, choose, video_id=video_id, threads=threads, allow_truncated=allow_truncated
     )
+
+
+def stream_path_grid(path: Path, rate: Fraction, short_side: int) -> Iterator[tuple[int, np.ndarray] | str]:
+    """Every grid point of a video file, frame folder or image, in order, one frame in memory at a time:
+    ``(point, resized frame)`` items, and ``decode.RESTART`` when a video's decoding starts over."""
+    path = Path(path)
+    if path.is_dir():
+        return stream_folder_grid(path, rate, short_side)
+    if is_image_file(path):
+        return iter([(0, load_image(path, short_side))])
+    return stream_grid(path, rate, short_side)
 
 
 def read_video_clip(

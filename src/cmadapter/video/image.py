@@ -8,6 +8,7 @@ the frame cache, ``VideoClips``) unchanged. A missing, empty, truncated or unrea
 
 from __future__ import annotations
 
+import io
 import warnings
 from collections.abc import Callable
 from fractions import Fraction
@@ -36,11 +37,22 @@ def load_image(path: str | Path, short_side: int | None = None, *, what: str | N
         raise DataError(f"{what}: image file not found")
     if path.stat().st_size == 0:
         raise DataError(f"{what}: the image file is empty")
+    return _decoded(path, short_side, what)
+
+
+def load_image_bytes(data: bytes, short_side: int | None, *, what: str) -> np.ndarray:
+    """``load_image`` of an image held in memory (a member of a WebDataset shard)."""
+    if not data:
+        raise DataError(f"{what}: the image is empty")
+    return _decoded(io.BytesIO(data), short_side, what)
+
+
+def _decoded(source: Path | io.BytesIO, short_side: int | None, what: str) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             # Pillow only warns about an image of 89M+ pixels; a bomb this size is bad input, not a warning.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(source) as image:
                 image.load()  # decodes everything now: a truncated file fails here, not as a grey half later
                 upright = ImageOps.exif_transpose(image).convert("RGB")
     except (

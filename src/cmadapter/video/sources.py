@@ -82,6 +82,28 @@ class VideoFolder:
         )
 
 
+class VideoPaths(VideoFolder):
+    """Videos named by their paths: an id is a path relative to ``root`` (or absolute), as in a captions table.
+
+    Nothing is searched for: ``clips/a.mp4`` is ``root/clips/a.mp4`` (a video file, a frame folder or an image)."""
+
+    def locate(self, video_ids: Iterable[str]) -> dict[str, Path]:
+        video_ids = list(video_ids)
+        for video_id in dict.fromkeys(video_ids):
+            if video_id not in self.paths and video_id not in self._absent:
+                path = self.root / video_id  # an absolute id stays itself
+                if path.is_file() or path.is_dir():
+                    self.paths[video_id] = path
+                else:
+                    self._absent.add(video_id)
+        return {i: self.paths[i] for i in video_ids if i in self.paths}
+
+    def missing(self, video_ids: Iterable[str]) -> dict[str, str]:
+        video_ids = list(video_ids)
+        found = self.locate(video_ids)
+        return {i: f"no file {self.root / i}" for i in video_ids if i not in found}
+
+
 def open_frame_source(
     *,
     videos: str | Path | None = None,
@@ -89,19 +111,22 @@ def open_frame_source(
     dataset: str | None = None,
     folder_fps: float | None = None,
 ) -> FrameSource:
-    """The frame cache when ``cache`` is given, else the raw ``videos`` folder (with the dataset's file names)."""
+    """The frame cache when ``cache`` is given, else the raw ``videos`` folder (with the dataset's file names,
+    or the paths its ids are)."""
     from .cache import FrameCache
 
     if cache is not None:
         return FrameCache(cache)
     if videos is None:
         raise DataError("give a videos folder or a frame cache (written by `cmadapter prepare`)")
-    aliases = None
-    if dataset is not None:
-        from ..datasets import get_dataset
+    if dataset is None:
+        return VideoFolder(videos, folder_fps=folder_fps)
+    from ..datasets import get_dataset
 
-        aliases = get_dataset(dataset).file_aliases
-    return VideoFolder(videos, aliases=aliases, folder_fps=folder_fps)
+    spec = get_dataset(dataset)
+    if spec.ids_are_paths:
+        return VideoPaths(videos, folder_fps=folder_fps)
+    return VideoFolder(videos, aliases=spec.file_aliases, folder_fps=folder_fps)
 
 
 def as_frame_source(source: FrameSource | str | Path) -> FrameSource:
