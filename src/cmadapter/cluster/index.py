@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CmadapterError, DataError
-from ..search.build import ADAPTER_FOLDER, BuildReport, Encoded, Work, build_index
-from ..search.encoder import ZERO_SHOT, decode_item, encode_frames, load_model, use_adapter
+from ..search.build import BuildReport, Work, build_index
+from ..search.encoder import Encoded, decode_item, encode_with_adapters, load_model
 from .ray_session import LOCAL, cluster_gpus, ray_session
 
 
@@ -41,7 +41,7 @@ class _RayRunner:
             return
         settings, options = context["settings"], context["options"]
         rate = str(context["rate"])
-        adapters = {n: str(self.out / ADAPTER_FOLDER / f"{n}.safetensors") for n in context["names"] if n != ZERO_SHOT}
+        adapters = {n: str(p) for n, p in context["adapter_files"].items() if p is not None}
         gpus = cluster_gpus(self.ray)
         rows = [
             {
@@ -53,7 +53,7 @@ class _RayRunner:
             }
             for i, w in enumerate(works)
         ]
-        image_size = context["image_size"]
+        image_size = context["image_size"]()
         dataset = (
             self.ray.data.from_items(rows, override_num_blocks=len(rows))
             .map(_decoder(self.decode, rate, image_size), num_cpus=1)
@@ -132,12 +132,9 @@ class _Encoder:
             if stored >= 0 and stored != len(times):
                 names = self.all_adapters  # decodes differently than before: every adapter again
             began = time.perf_counter()
-            per_adapter = []
-            for name in names:
-                use_adapter(self.model, name)
-                per_adapter.append(
-                    encode_frames(self.model, frames, batch_size=self.batch_size, precision=self.precision)
-                )
+            per_adapter = list(
+                encode_with_adapters(self.model, frames, names, self.batch_size, self.precision).values()
+            )
             seconds.append(time.perf_counter() - began)
             encoded.append(",".join(names))
             features.append(np.stack(per_adapter))

@@ -1,39 +1,49 @@
 """Building and updating an index: walk, compare with what is stored, decode and encode what changed.
 
-A file is (re)encoded when it is new, when its size or mtime changed *and* its content hash did too, or
-when an adapter has no features for it yet; a file whose size or mtime changed but whose bytes did not is
-only re-stamped. Files gone from the given paths are dropped. Each file lands in one transaction (row,
-segments, every adapter's features), so a run killed at any moment leaves an index that opens, and a rerun
-does exactly the remaining work. Files that cannot be read go to the ``problems`` table with the reason,
-and are retried only when they change.
+One run holds the index's write lock (``lock.py``) from start to end. It plans first, without the model:
+files gone from the given paths are dropped, a file whose stamp (size, mtime, ctime, inode) is unchanged is
+left alone, one whose stamp changed but whose bytes did not (content hash) is only re-stamped, and a new path
+holding the bytes of a file that disappeared is that file renamed: its row, segments and features move with
+it. Only when something must be encoded (a new or changed file, or an adapter with no features for a file)
+is the model loaded, once. Each file is decoded and encoded as a stream (memory does not grow with its
+length) and lands in one transaction (row, segments, every adapter's features), so a run killed at any
+moment leaves an index that opens, and a rerun does exactly the remaining work.
+
+Anything wrong with one file (unreadable, empty, corrupt, truncated, a name or content nothing expected)
+goes to the ``problems`` table with the reason, and is retried only when the file changes; it never ends
+the run. A run that dies while processing a file (killed, out of memory) leaves an ``attempts`` mark; a file
+that ``MAX_ATTEMPTS`` runs died on is recorded as a problem instead of being tried forever.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import CmadapterError
 from ..files import atomic_path
+from ..precision import resolve_precision
 from ..video.sampling import exact
-from .encoder import ZERO_SHOT, decode_item, encode_frames, load_model, segment_vectors, use_adapter
+from .adapter_files import adapter_path, file_sha256, unused_adapter_files
+from .encoder import ZERO_SHOT, Encoded, encode_file, load_model, segment_vectors
 from .errors import SearchError
-from .faiss_index import AnnIndex, default_factory
-from .files import Identity, MediaFile, content_hash, find_media, identity
+from .faiss_index import AnnIndex, default_factory, describe_saved
+from .files import find_media
+from .lock import index_lock
+from .pipeline import PipelineOptions, encode_works
+from .plan import BuildReport, Work, plan, record_problem
+from .schema import frame_chunk_for
 from .segments import Segment, frames_in, segment_ranges
-from .store import FileRow, IndexStore
+from .store import IndexStore
 
 log = logging.getLogger(__name__)
 
-ADAPTER_FOLDER = "adapters"
 ANN_FOLDER = "ann"
 
 
@@ -47,31 +57,17 @@ class BuildOptions:
     max_frames: int = 12  # the model's frame count, for the default window
     factory: str | None = None  # FAISS factory string; default by collection size
     batch_size: int = 64  # frames per encoder batch
-    precision: str = "fp32"
+    precision: str = "auto"  # bf16 where the device has it natively, else fp32 (precision.resolve_precision)
     device: str = "cpu"
+    decode_workers: int = 1  # decoder threads feeding the encoder
+    skip_similar: float = 0.0  # gray levels; a frame this close to the last encoded one reuses its features
     progress: bool = True
+    wait: float | None = 0.0  # seconds to wait for another run's lock (None: as long as it takes)
 
 
-@dataclass
-class BuildReport:
-    files: int = 0
-    segments: int = 0
-    frames: int = 0
-    new: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    restamped: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-    problems: dict[str, str] = field(default_factory=dict)  # path -> reason (this run's and earlier ones)
-    skipped_other: int = 0
-    encoded: dict[str, dict[str, int]] = field(default_factory=dict)  # adapter -> {"files", "frames"}
-    seconds: dict[str, float] = field(
-        default_factory=lambda: {"hash": 0.0, "decode": 0.0, "encode": 0.0, "write": 0.0, "ann": 0.0}
-    )
-    factory: str = ""
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+# Runs the works (``context``: rate, settings, options, adapter names and files, ``started``, ``image_size``); yields
+# (work, Encoded or the error), any order.
+Runner = Callable[[list[Work], dict], Iterator[tuple[Work, "Encoded | Exception"]]]
 
 
 def build_index(
@@ -94,23 +90,52 @@ def build_index(
     files elsewhere (``cluster.index``: Ray); by default this process does, one file after another."""
     options = options or BuildOptions()
     out = Path(out)
-    store = IndexStore(out, readonly=False, create=True)
     report = BuildReport()
-    try:
-        settings = _settings(store, options, backbone, pretrained)
-        names = _register_adapters(store, out, settings, adapters or {}, zero_shot, options.device)
-        adapter_files = {n: (out / ADAPTER_FOLDER / f"{n}.safetensors" if n != ZERO_SHOT else None) for n in names}
-        model = load_model(settings["backbone"], settings["pretrained"], adapter_files, options.device)
-        _check_dim(store, model)
-        media, report.skipped_other = find_media(sources)
-        _update(store, model, media, names, settings, options, report, on_file, runner)
-        _build_ann(store, out, names, settings, options, report)
-        counts = store.counts()
-        report.files, report.segments, report.frames = counts["files"], counts["segments"], counts["frames"]
-        report.problems = {path: reason for path, (_, _, reason) in sorted(store.problems().items())}
-    finally:
-        store.close()
+    with index_lock(out, wait=options.wait):
+        store = IndexStore(out, readonly=False, create=True)
+        try:
+            settings = _settings(store, options, backbone, pretrained)
+            model = _Model(settings, options.device, report)
+            names = _register_adapters(store, out, model, adapters or {}, zero_shot)
+            began = time.perf_counter()
+            media, report.skipped_other = find_media(sources)
+            works = plan(store, media, names, report)
+            report.seconds["plan"] = time.perf_counter() - began - report.seconds["hash"]
+            if works:
+                _update(store, out, model, works, settings, options, report, on_file, runner)
+            _build_ann(store, out, list(store.adapters()), options, report)
+            for unused in unused_adapter_files(out, store.adapters()):
+                unused.unlink(missing_ok=True)
+            counts = store.counts()
+            report.files, report.segments, report.frames = counts["files"], counts["segments"], counts["frames"]
+            report.problems = {path: reason for path, (_, _, reason) in sorted(store.problems().items())}
+        finally:
+            store.close()
     return report
+
+
+class _Model:
+    """The backbone, loaded on first use only (a run with nothing to encode never loads it)."""
+
+    def __init__(self, settings: dict, device: str, report: BuildReport):
+        self.settings, self.device, self.report = settings, device, report
+        self.model = None
+
+    def get(self):
+        if self.model is None:
+            began = time.perf_counter()
+            self.model = load_model(self.settings["backbone"], self.settings["pretrained"], {}, self.device)
+            self.report.model_loaded = True
+            self.report.seconds["load"] += time.perf_counter() - began
+        return self.model
+
+    def with_adapters(self, out: Path, adapters: dict[str, str | None]):
+        """The backbone with every adapter of the index loaded under its name."""
+        model = self.get()
+        for name, sha in adapters.items():
+            if sha is not None and name not in model.adapters:
+                model.load_adapter(adapter_path(out, name, sha), name=name, activate=False)
+        return model
 
 
 def _settings(store: IndexStore, options: BuildOptions, backbone, pretrained) -> dict:
@@ -131,10 +156,11 @@ def _settings(store: IndexStore, options: BuildOptions, backbone, pretrained) ->
             "stride_frames": frames_in(stride, fps, "--stride"),
             "backbone": backbone,
             "pretrained": pretrained,
-            "precision": options.precision,
+            "precision": resolve_precision(options.precision, options.device),
         }
         with store.transaction():
             store.set_meta("settings", settings)
+            store.set_meta("frame_chunk", frame_chunk_for(settings["stride_frames"]))
         return settings
     for key, given in (("fps", options.fps), ("window", options.window), ("stride", options.stride)):
         if given is not None and float(exact(given)) != float(exact(stored[key])):
@@ -145,37 +171,27 @@ def _settings(store: IndexStore, options: BuildOptions, backbone, pretrained) ->
     return stored
 
 
-def _check_dim(store: IndexStore, model) -> None:
-    dim = model.backbone.architecture.embed_dim
-    stored = store.get_meta("dim")
-    if stored is None:
-        with store.transaction():
-            store.set_meta("dim", dim)
-    elif stored != dim:
-        raise SearchError(f"{store.root} holds {stored}-d features, the backbone gives {dim}-d ones")
-
-
-def _register_adapters(store, out: Path, settings, adapters: dict, zero_shot: bool, device: str) -> list[str]:
+def _register_adapters(store, out: Path, model: _Model, adapters: dict, zero_shot: bool) -> list[str]:
     """Copy new or changed adapter checkpoints into the index (checked against the backbone first)."""
     known = store.adapters()
     wanted: dict[str, str | None] = {}
     for name, path in adapters.items():
-        if not name or name == ZERO_SHOT or "/" in name or "." in name:
+        if not name or name == ZERO_SHOT or not all(c.isalnum() or c in "-_" for c in name):
             raise SearchError(f"adapter name {name!r}: use letters, digits, '-' or '_' (and not {ZERO_SHOT!r})")
         if not Path(path).is_file():
             raise SearchError(f"adapter {name!r}: no such file {path}")
-        wanted[name] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        wanted[name] = file_sha256(path)
     if zero_shot or (not known and not adapters):
         wanted[ZERO_SHOT] = None
     changed = {n: s for n, s in wanted.items() if n not in known or known[n] != s}
-    if any(sha is not None for sha in changed.values()):
-        # Fail on an adapter that does not fit the backbone before touching the index.
-        load_model(
-            settings["backbone"], settings["pretrained"], {n: adapters[n] for n, sha in changed.items() if sha}, device
-        )
+    for name, sha in changed.items():
+        if sha is not None:  # fail on an adapter that does not fit the backbone before touching the index
+            backbone = model.get()
+            checked = backbone.load_adapter(adapters[name], name=f"{name}-check", activate=False)
+            backbone.remove_adapter(checked)
     for name, sha in changed.items():
         if sha is not None:
-            with atomic_path(out / ADAPTER_FOLDER / f"{name}.safetensors") as temporary:
+            with atomic_path(adapter_path(out, name, sha)) as temporary:
                 shutil.copyfile(adapters[name], temporary)
         with store.transaction():
             store.set_adapter(name, sha, None)
@@ -185,141 +201,96 @@ def _register_adapters(store, out: Path, settings, adapters: dict, zero_shot: bo
     return list(store.adapters())
 
 
-@dataclass
-class Work:
-    """A file to (re)encode, as the driver planned it: the unit a worker (this process, or a Ray task) runs."""
-
-    item: MediaFile
-    ident: Identity
-    content: str
-    row: FileRow | None
-    missing: list[str]  # adapters to encode
-    is_new: bool
-
-
-@dataclass
-class Encoded:
-    """What a worker returns for one ``Work``: frame times and each encoded adapter's fp16 frame features."""
-
-    times: np.ndarray
-    features: dict[str, np.ndarray]
-    decode_seconds: float
-    encode_seconds: float
-
-
-# Runs ``encode_work`` (or its equivalent) over the works; yields (work, Encoded or the error), any order.
-Runner = Callable[[list[Work], dict], Iterator[tuple[Work, "Encoded | Exception"]]]
-
-
-def encode_work(model, work: Work, rate, image_size: int, all_adapters: list[str], batch_size: int, precision: str):
-    """Decode one file and encode it with every adapter it misses: the per-file step of every runner."""
-    began = time.perf_counter()
-    decoded = decode_item(work.item.path, work.item.kind, rate, image_size)
-    decode_seconds = time.perf_counter() - began
-    missing = work.missing
-    if work.row is not None and work.row.frame_count != len(decoded.times):
-        missing = all_adapters  # decodes differently than before: every adapter again
-    began = time.perf_counter()
-    features = {}
-    for adapter in missing:
-        use_adapter(model, adapter)
-        features[adapter] = encode_frames(model, decoded.frames, batch_size=batch_size, precision=precision)
-    return Encoded(decoded.times, features, decode_seconds, time.perf_counter() - began)
-
-
-def _update(
-    store, model, media: list[MediaFile], names, settings, options, report: BuildReport, on_file, runner
-) -> None:
-    works = _plan(store, media, names, report)
+def _update(store, out: Path, model: _Model, works: list[Work], settings, options, report, on_file, runner) -> None:
     rate = exact(settings["fps"])
-    names_now = list(store.adapters())
+    adapters = store.adapters()
+    marks = _AttemptMarks(out)
     context = {
         "rate": rate,
         "settings": settings,
         "options": options,
-        "names": names_now,
-        "image_size": model.image_size,
+        "names": list(adapters),
+        "adapter_files": {n: (adapter_path(out, n, sha) if sha else None) for n, sha in adapters.items()},
+        "started": marks.note,
+        "image_size": lambda: model.get().image_size,  # the backbone's input size (loads it)
     }
     if runner is None:
+        loaded = model.with_adapters(out, adapters)
 
         def runner(works, context):
-            for work in works:
-                try:
-                    yield (
-                        work,
-                        encode_work(
-                            model,
-                            work,
-                            rate,
-                            model.image_size,
-                            context["names"],
-                            options.batch_size,
-                            settings["precision"],
-                        ),
-                    )
-                except (CmadapterError, OSError) as exc:
-                    yield work, exc
+            pipeline = PipelineOptions(
+                batch_size=options.batch_size,
+                precision=settings["precision"],
+                decode_workers=options.decode_workers,
+                skip_similar=options.skip_similar,
+            )
+            stream = encode_works(loaded, works, rate, pipeline, started=context["started"], decoded=marks.clear)
+            for work, outcome in stream:
+                if not isinstance(outcome, Exception):
+                    outcome = _complete(loaded, work, outcome, rate, list(adapters), pipeline)
+                yield work, outcome
 
-    for work, outcome in tqdm(
-        runner(works, context), total=len(works), desc="index", unit="file", disable=not options.progress
-    ):
-        if isinstance(outcome, Exception):
-            _problem(store, work.item, outcome)
-            continue
-        _commit(store, work, outcome, rate, settings, report, on_file)
-
-
-def _plan(store, media: list[MediaFile], names, report: BuildReport) -> list[Work]:
-    """Drop deleted files, re-stamp touched ones, and list what must be encoded (the driver's part)."""
-    stored = store.files()
-    problems = store.problems()
-    done = store.encoded_adapters()
-    present = {m.path for m in media}
-    gone = [p for p in stored if p not in present]
-    with store.transaction():
-        store.delete_files(gone)
-        store.delete_problems([p for p in problems if p not in present])
-    report.deleted = gone
-    for adapter in names:
-        report.encoded[adapter] = {"files": 0, "frames": 0}
-    works = []
-    for item in media:
-        try:
-            began = time.perf_counter()
-            ident = identity(item)
-            row = stored.get(item.path)
-            if row is None and item.path in problems and problems[item.path][:2] == (ident.size, ident.mtime_ns):
-                continue  # unreadable before, unchanged since
-            content = None
-            if row is not None and (row.size, row.mtime_ns) != (ident.size, ident.mtime_ns):
-                content = content_hash(item)
-                if content == row.hash:
-                    with store.transaction():
-                        store.touch_file(row.id, ident.size, ident.mtime_ns)
-                    report.restamped.append(item.path)
-                else:
-                    row = None
-                    report.changed.append(item.path)
-            missing = [a for a in names if row is None or a not in done.get(row.id, set())]
-            if not missing:
-                report.unchanged += row is not None and item.path not in report.restamped
+    began = time.perf_counter()
+    try:
+        progress = tqdm(
+            runner(works, context), total=len(works), desc="index", unit="file", disable=not options.progress
+        )
+        for work, outcome in progress:
+            if isinstance(outcome, Exception):
+                record_problem(store, work.item, outcome)
                 continue
-            is_new = row is None and item.path not in report.changed
-            content = content or content_hash(item)
-            report.seconds["hash"] += time.perf_counter() - began
-            works.append(Work(item, ident, content, row, missing, is_new))
-        except (CmadapterError, OSError) as exc:
-            _problem(store, item, exc)
-    return works
+            _commit(store, work, outcome, rate, settings, report, on_file)
+    finally:
+        marks.close()
+        report.seconds["pipeline"] += time.perf_counter() - began
 
 
-def _problem(store, item: MediaFile, exc: Exception) -> None:
-    reason = str(exc)
-    reason = reason[len(item.path) :].lstrip(": ") if reason.startswith(item.path) else reason
-    log.warning("cannot index %s: %s", item.path, reason)
-    size, mtime = _stat_or_none(item.path)
-    with store.transaction():
-        store.put_problem(item.path, size, mtime, reason)
+class _AttemptMarks:
+    """Marks a file while it is being decoded (the part of the work whose memory a file decides), from the
+    decoder threads, each through a connection of its own (never inside the committing thread's transaction).
+    A run that dies while decoding a file leaves its mark (see ``plan.MAX_ATTEMPTS``); encoding and committing
+    hold a batch at a time whatever the file, so a death there is not the file's."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.local = threading.local()
+        self.opened: list[IndexStore] = []
+        self.lock = threading.Lock()
+
+    def note(self, work: Work) -> None:
+        with self._store().transaction():
+            self._store().note_attempt(work.item.path, work.stamp.size, work.stamp.mtime_ns)
+
+    def clear(self, work: Work) -> None:
+        with self._store().transaction():
+            self._store().clear_attempt(work.item.path)
+
+    def _store(self) -> IndexStore:
+        store = getattr(self.local, "store", None)
+        if store is None:
+            store = self.local.store = IndexStore(self.out, readonly=False)
+            with self.lock:
+                self.opened.append(store)
+        return store
+
+    def close(self) -> None:
+        with self.lock:
+            for store in self.opened:
+                store.close()
+            self.opened.clear()
+
+
+def _complete(model, work: Work, encoded: Encoded, rate, all_adapters: list[str], options: PipelineOptions) -> Encoded:
+    """The file decodes differently than when it was indexed (another decoder?): its row is replaced, so every
+    adapter needs these frames, not only the missing ones."""
+    others = [a for a in all_adapters if a not in encoded.features]
+    if work.row is None or work.row.frame_count == len(encoded.times) or not others:
+        return encoded
+    more = encode_file(model, work.item.path, rate, others, batch_size=options.batch_size, precision=options.precision)
+    encoded.features.update(more.features)
+    encoded.decode_seconds += more.decode_seconds
+    encoded.encode_seconds += more.encode_seconds
+    return encoded
 
 
 def _commit(store, work: Work, encoded: Encoded, rate, settings, report: BuildReport, on_file) -> None:
@@ -329,20 +300,27 @@ def _commit(store, work: Work, encoded: Encoded, rate, settings, report: BuildRe
         row = None  # decodes differently than before: a new row, every adapter's features with it
     report.seconds["decode"] += encoded.decode_seconds
     report.seconds["encode"] += encoded.encode_seconds
+    report.skipped_frames += encoded.skipped
     ranges = [
         (s.first, s.stop)
         for s in segment_ranges(len(encoded.times), settings["window_frames"], settings["stride_frames"])
     ]
+    dim = next(iter(encoded.features.values())).shape[1]
     began = time.perf_counter()
     with store.transaction():
+        stored_dim = store.get_meta("dim")
+        if stored_dim is None:
+            store.set_meta("dim", dim)
+        elif stored_dim != dim:
+            raise SearchError(f"{store.root} holds {stored_dim}-d features, the backbone gives {dim}-d ones")
         if row is None:
             segments = [Segment(a, b) for a, b in ranges]
             file_id = store.put_file(
-                item.path, item.kind, work.ident.size, work.ident.mtime_ns, work.content, encoded.times, segments,
-                float(rate),
+                item.path, item.kind, work.stamp, work.content, encoded.times, segments, float(rate)
             )  # fmt: skip
         else:
             file_id = row.id
+            store.clear_attempt(item.path)
         for adapter, frames in encoded.features.items():
             store.put_features(file_id, adapter, frames, segment_vectors(frames, ranges))
             report.encoded.setdefault(adapter, {"files": 0, "frames": 0})
@@ -355,28 +333,33 @@ def _commit(store, work: Work, encoded: Encoded, rate, settings, report: BuildRe
         report.new.append(item.path)
 
 
-def _build_ann(store, out: Path, names, settings, options: BuildOptions, report: BuildReport) -> None:
+def _build_ann(store, out: Path, names: list[str], options: BuildOptions, report: BuildReport) -> None:
+    """Save each adapter's FAISS index, unless the saved one was built from this very generation."""
     began = time.perf_counter()
     generation = store.generation
     factory = options.factory or store.get_meta("factory")
     dim = store.get_meta("dim")
+    adapters = store.adapters()
     for adapter in names:
         if dim is None:
             break
-        ids, vectors = store.segment_vectors(adapter, dim)
+        described = describe_saved(out / ANN_FOLDER, adapter)
+        if (
+            described is not None
+            and described.get("generation") == generation
+            and described.get("adapter_sha") == adapters.get(adapter)
+            and (factory is None or described.get("factory") == factory)
+        ):
+            report.factory = described["factory"]
+            continue  # nothing changed since it was saved: not a vector read
+        ids, vectors, seq = store.segment_vectors(adapter, dim)
+        if not len(ids):
+            continue
         chosen = factory or default_factory(len(ids))
         report.factory = chosen
-        if len(ids) and AnnIndex.load(out / ANN_FOLDER, adapter, generation, chosen) is None:
-            AnnIndex.build(vectors, ids, chosen).save(out / ANN_FOLDER, adapter, generation)
+        description = {"generation": generation, "max_seq": seq, "adapter_sha": adapters.get(adapter)}
+        AnnIndex.build(vectors, ids, chosen).save(out / ANN_FOLDER, adapter, description)
     if options.factory and options.factory != store.get_meta("factory"):
         with store.transaction():  # kept only once it built; does not change the generation
             store.set_meta("factory", options.factory)
     report.seconds["ann"] += time.perf_counter() - began
-
-
-def _stat_or_none(path: str) -> tuple[int | None, int | None]:
-    try:
-        stat = Path(path).stat()
-        return stat.st_size, stat.st_mtime_ns
-    except OSError:
-        return None, None

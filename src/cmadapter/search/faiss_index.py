@@ -7,8 +7,10 @@ the memory, approximate), ``HNSW<links>`` (a graph: fast, approximate, more memo
 re-ranks the candidates exactly, so stage 1 only has to put the right segments among them.
 ``default_factory`` picks by collection size, from the figures in docs/BENCHMARKS.md.
 
-Saved as ``ann/<adapter>.faiss`` with ``.ids.npy`` (row -> segment id) and ``.json`` (factory and the
-store's generation it was built from); a file for another generation is stale and is rebuilt.
+Saved as ``ann/<adapter>.g<generation>.faiss`` with ``.ids.npy`` (row -> segment id) and ``ann/<adapter>.json``
+(factory, and what it was built from: the store's generation, the newest feature ``seq``, the adapter's
+checksum). A saved index older than the database is still used: ``stage1.Stage1`` adds what came after it
+and stage 2 drops what is gone (see there).
 """
 
 from __future__ import annotations
@@ -109,30 +111,40 @@ class AnnIndex:
 
     # ---- files -------------------------------------------------------------------------------------------
 
-    def save(self, folder: Path, adapter: str, generation: int) -> None:
+    def save(self, folder: Path, adapter: str, description: dict) -> None:
+        """Write ``ann/<adapter>.<token>.faiss`` and ``.ids.npy``, then ``ann/<adapter>.json`` naming them with
+        ``description`` (what the index was built from: generation, feature ``seq``, adapter checksum).
+
+        Data files are never overwritten: a reader holding the old description still finds its files (the
+        previous pair is kept; older ones are removed)."""
         import faiss
 
-        stem = folder / adapter
-        with atomic_path(f"{stem}.faiss") as temporary:
+        folder = Path(folder)
+        data = f"{adapter}.g{int(description['generation'])}"
+        with atomic_path(folder / f"{data}.faiss") as temporary:
             faiss.write_index(self.index, str(temporary))
-        with atomic_path(f"{stem}.ids.npy") as temporary, open(temporary, "wb") as f:
+        with atomic_path(folder / f"{data}.ids.npy") as temporary, open(temporary, "wb") as f:
             np.save(f, self.ids)  # through a handle: on a bare path np.save would append ".npy"
+        previous = (describe_saved(folder, adapter) or {}).get("data")
         # The description goes last: it vouches for the two files before it.
-        description = {"factory": self.factory, "generation": generation, "count": len(self)}
-        atomic_write_text(f"{stem}.json", json.dumps(description))
+        described = {**description, "factory": self.factory, "count": len(self), "data": data}
+        atomic_write_text(folder / f"{adapter}.json", json.dumps(described))
+        for path in [*folder.glob(f"{adapter}.*.faiss"), *folder.glob(f"{adapter}.*.ids.npy")]:
+            if path.name.split(".")[1] not in {data.split(".")[1], (previous or "").partition(".")[2]}:
+                path.unlink(missing_ok=True)
+        for old in (folder / f"{adapter}.faiss", folder / f"{adapter}.ids.npy"):  # an index of version 1
+            old.unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, folder: Path, adapter: str, generation: int, factory: str | None = None) -> AnnIndex | None:
-        """The saved index of ``adapter`` if it was built from ``generation`` (and with ``factory``), else None."""
+    def load(cls, folder: Path, adapter: str) -> tuple[AnnIndex, dict] | None:
+        """The saved index of ``adapter`` and its description, or None when there is none (or it is unreadable
+        or was replaced while being read)."""
         import faiss
 
-        stem = folder / adapter
-        try:
-            described = json.loads(Path(f"{stem}.json").read_text())
-        except (OSError, ValueError):
+        described = describe_saved(folder, adapter)
+        if described is None or "data" not in described:
             return None
-        if described.get("generation") != generation or (factory is not None and described.get("factory") != factory):
-            return None
+        stem = Path(folder) / described["data"]
         try:
             index = faiss.read_index(f"{stem}.faiss")
             ids = np.load(f"{stem}.ids.npy", allow_pickle=False)
@@ -140,7 +152,16 @@ class AnnIndex:
             return None
         if index.ntotal != len(ids) or len(ids) != described.get("count"):
             return None
-        return cls(index, ids, described["factory"])
+        return cls(index, ids, described["factory"]), described
+
+
+def describe_saved(folder: Path, adapter: str) -> dict | None:
+    """The description of ``adapter``'s saved index (a small JSON file), or None."""
+    try:
+        described = json.loads((Path(folder) / f"{adapter}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return described if isinstance(described, dict) else None
 
 
 def _training_minimum(index, factory: str) -> int:

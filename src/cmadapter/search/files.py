@@ -17,6 +17,7 @@ from ..video.decode import VIDEO_EXTENSIONS
 from ..video.frame_folder import list_frames
 from ..video.image import is_image_file
 from .errors import SearchError
+from .schema import Stamp
 
 MEDIA_EXTENSIONS = (*VIDEO_EXTENSIONS, ".mpg", ".mpeg", ".ts", ".m2ts", ".mts", ".flv", ".wmv", ".3gp", ".ogv", ".vob")
 _CHUNK = 1 << 20
@@ -26,12 +27,6 @@ _CHUNK = 1 << 20
 class MediaFile:
     path: str  # absolute
     kind: str  # "video", "frames" or "image" (a photo, indexed as a one-frame item)
-
-
-@dataclass(frozen=True)
-class Identity:
-    size: int
-    mtime_ns: int
 
 
 def is_media_path(path: Path) -> bool:
@@ -73,15 +68,27 @@ def find_media(sources: list[str | Path]) -> tuple[list[MediaFile], int]:
     return sorted(found.values(), key=lambda m: m.path), skipped
 
 
-def identity(item: MediaFile) -> Identity:
-    """Size and modification time (a frame folder: summed over its images, the newest time)."""
+def identity(item: MediaFile) -> Stamp:
+    """Size, modification and change times, inode (a frame folder: its images' summed sizes, newest times,
+    the folder's inode)."""
     path = Path(item.path)
     if item.kind == "frames":
-        images = list_frames(path)
-        stats = [p.stat() for p in images] + [path.stat()]
-        return Identity(sum(s.st_size for s in stats[:-1]), max(s.st_mtime_ns for s in stats))
+        stats = [p.stat() for p in list_frames(path)]
+        folder = path.stat()
+        return Stamp(
+            sum(s.st_size for s in stats),
+            max([s.st_mtime_ns for s in stats] + [folder.st_mtime_ns]),
+            max([s.st_ctime_ns for s in stats] + [folder.st_ctime_ns]),
+            folder.st_ino,
+        )
     stat = path.stat()
-    return Identity(stat.st_size, stat.st_mtime_ns)
+    return Stamp(stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+
+
+def display_path(path: str) -> str:
+    """A path as people read it: bytes that are not UTF-8 shown as ``\\xff`` escapes (for printing and JSON;
+    the index itself keeps the exact bytes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def content_hash(item: MediaFile) -> str:
@@ -90,7 +97,7 @@ def content_hash(item: MediaFile) -> str:
     paths = list_frames(item.path) if item.kind == "frames" else [Path(item.path)]
     for path in paths:
         if item.kind == "frames":
-            digest.update(path.name.encode() + b"\0")
+            digest.update(os.fsencode(path.name) + b"\0")
         with open(path, "rb") as f:
             while block := f.read(_CHUNK):
                 digest.update(block)

@@ -2,9 +2,11 @@
 
 Stage 1 ranks segments by the inner product of the normalised query with each segment's normalised mean
 frame. Stage 2 scores the candidates exactly as training and ``eval`` do: the head pools the segment's
-frames conditioned on the query (text-pool: a softmax over the frames' match with the words), and the
-score is the cosine of the query with the pooled vector (the logit before ``logit_scale``). The head's
-frame weights come back with each hit; the frame it weighted most gives ``best_frame_time``.
+frames conditioned on the query (text-pool: a softmax over the frames' match with the query vector), and the
+score is the cosine of the query with the pooled vector (the logit before ``logit_scale``). The query vector is
+the words' text feature, a picture's image feature or a stored frame's feature (``queries.py``): one scoring,
+``head_scores``, for all three. The head's frame weights come back with each hit; the frame it weighted most
+gives ``best_frame_time``.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .faiss_index import AnnIndex, SearchParams
+from .faiss_index import SearchParams
+from .files import display_path
+from .schema import FileRow, SegmentRow
 
-# Frame features [C, F, D] and a mask [C, F] for candidate segment ids (in their order).
-FetchFrames = Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]]
+# (ids kept [C], frame features [C, F, D], mask [C, F]) of at most ``limit`` of the candidate segment ids, in
+# their order, dropping those the reader no longer holds.
+FetchFrames = Callable[[np.ndarray, int], tuple[np.ndarray, torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -36,7 +41,7 @@ class SearchHit:
 
     def to_dict(self) -> dict:
         return {
-            "video": self.video,
+            "video": display_path(self.video),
             "kind": self.kind,
             "start": round(self.start, 3),
             "end": round(self.end, 3),
@@ -61,42 +66,41 @@ class VideoResult:
 
 
 def head_scores(
-    head, text: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor
+    head, query: torch.Tensor, frames: torch.Tensor, mask: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cosine [C], frame weights [C, F]) of one text feature [D] against candidates' frames [C, F, D]."""
-    text, frames = text.float(), frames.float()
-    if hasattr(head, "frame_weights"):
-        # One query: pooling each candidate's frames explicitly ([C, D]) is F times cheaper than the
-        # head's Gram-matrix form, which is built for many texts against many videos at once.
-        weights = head.frame_weights(text[None], frames, mask)[0]
-        pooled = torch.einsum("cf,cfd->cd", weights, frames)
-        cosine = (pooled @ text) / (pooled.norm(dim=1).clamp_min(1e-12) * text.norm().clamp_min(1e-12))
-        return cosine, weights
-    one = torch.ones((), dtype=torch.float32)
-    cosine = head(text[None], frames, mask, one)[0]
-    return cosine, mask.float() / mask.sum(dim=1, keepdim=True).clamp_min(1)  # meanP: every frame alike
+    """(cosine [C], frame weights [C, F]) of one query vector [D] (words, a picture or a frame) against the
+    candidates' frames [C, F, D]: the head's own ``score_one``, the pooling training and ``eval`` use."""
+    return head.score_one(query.float(), frames.float(), mask)
 
 
 def two_stage(
-    text: torch.Tensor,
-    ann: AnnIndex,
+    vector: torch.Tensor,
+    stage1,
     fetch: FetchFrames,
     head,
     *,
     candidates: int,
     params: SearchParams | None = None,
 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
-    """Candidate segment ids re-ranked by the head: (ids [n], cosines [n], frame weights [n, F]), best first."""
-    query = torch.nn.functional.normalize(text.float(), dim=0).numpy()[None]
-    ids, _ = ann.search(query, candidates, params)
-    ids = ids[0][ids[0] >= 0]
-    if len(ids) == 0:
-        return ids, torch.zeros(0), torch.zeros(0, 0)
-    frames, mask = fetch(ids)
-    cosine, weights = head_scores(head, text, frames, mask)
+    """Candidate segment ids re-ranked by the head: (ids [n], cosines [n], frame weights [n, F]), best first.
+
+    ``stage1.search`` may return segments the snapshot no longer holds (a saved FAISS index older than the
+    data): ``fetch`` drops them, and stage 1 is asked for more until ``candidates`` exist or it has no more."""
+    query = torch.nn.functional.normalize(vector.float(), dim=0).numpy()[None]
+    asked = candidates
+    while True:
+        ids, _ = stage1.search(query, asked, params)
+        ids = ids[0][ids[0] >= 0]
+        kept, frames, mask = fetch(ids, candidates)
+        if len(kept) >= candidates or len(ids) < asked:
+            break
+        asked *= 2
+    if len(kept) == 0:
+        return kept, torch.zeros(0), torch.zeros(0, 0)
+    cosine, weights = head_scores(head, vector, frames, mask)
     # Stable sort, ties broken by segment id: the order never depends on FAISS's candidate order.
-    order = np.lexsort((ids, -cosine.numpy()))
-    return ids[order], cosine[order], weights[order]
+    order = np.lexsort((kept, -cosine.numpy()))
+    return kept[order], cosine[order], weights[order]
 
 
 def pad_frames(blocks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,3 +112,38 @@ def pad_frames(blocks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         out[row, : len(block)] = torch.from_numpy(block.astype(np.float32))
         mask[row, : len(block)] = True
     return out, mask
+
+
+def group_by_video(store, ids: np.ndarray, cosine, weights, rows: dict[int, SegmentRow]) -> list[VideoResult]:
+    """Ranked segments grouped by video, best first: each video's best segment and its other hits. ``rows``: the
+    segment rows stage 2 read (every id is among them); ``store`` gives the files' rows."""
+    by_video: dict[int, VideoResult] = {}
+    files: dict[int, FileRow] = {}
+    for segment_id, score, frame_weights in zip(ids.tolist(), cosine.tolist(), weights):
+        row = rows[segment_id]
+        if row.file_id not in files:
+            files[row.file_id] = store.file(row.file_id)
+        hit = _hit(row, files[row.file_id], score, frame_weights)
+        if row.file_id in by_video:
+            by_video[row.file_id].others.append(hit)
+        else:
+            by_video[row.file_id] = VideoResult(best=hit)
+    return list(by_video.values())
+
+
+def _hit(row: SegmentRow, file: FileRow, score: float, frame_weights: torch.Tensor) -> SearchHit:
+    count = row.stop - row.first
+    weights = frame_weights[:count].tolist()
+    times = file.times[row.first : row.stop].tolist()
+    return SearchHit(
+        segment_id=row.id,
+        video_id=row.file_id,
+        video=file.path,
+        start=row.start,
+        end=row.end,
+        score=score,
+        best_frame_time=times[int(np.argmax(weights))],
+        frame_times=times,
+        frame_weights=weights,
+        kind=file.kind,
+    )
