@@ -4,6 +4,8 @@ root/annotations/MSRVTT_data.json          {"info", "videos": [...], "sentences"
 root/annotations/MSRVTT_train.9k.csv       video_id
 root/annotations/MSRVTT_JSFUSION_test.csv  ,key,vid_key,video_id,sentence
 root/videos/all/video<i>.mp4               H.264, yuv420p
+root/captions.csv                          video,caption,split: the same data as a captions table
+                                           (`dataset: captions`, paths relative to root/videos/all)
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from .synthetic import (
 )
 
 log = logging.getLogger(__name__)
+
+CAPTIONS_TABLE = "captions.csv"
 
 
 def rgb_to_yuv420p(frame: np.ndarray) -> np.ndarray:
@@ -101,6 +105,8 @@ def generate_dataset(
     if stamp.is_file() and not overwrite:
         if json.loads(stamp.read_text()) == _stamp(config) and _complete(dataset):
             log.info("reusing the synthetic dataset in %s", root)
+            if not (root / CAPTIONS_TABLE).is_file():  # a folder written before the table was
+                write_captions_table(dataset)
             return dataset
         raise CmadapterError(
             f"{root} holds a synthetic dataset made with other settings or another generator version "
@@ -113,6 +119,7 @@ def generate_dataset(
     for spec in tqdm(specs, desc="synthetic videos", unit="video", disable=not progress):
         write_video(dataset.video_path(spec.video_id), render_video(spec, config), config.fps, config.crf)
     write_annotations(dataset)
+    write_captions_table(dataset)
     # Written last: its presence means the folder is complete.
     stamp.write_text(json.dumps(_stamp(config), indent=1, sort_keys=True) + "\n")
     return dataset
@@ -125,6 +132,7 @@ def _remove_generated(dataset: SyntheticDataset) -> None:
             path.unlink()
     for name in (DATA_JSON, TRAIN_CSV, TEST_CSV):
         (dataset.annotations / name).unlink(missing_ok=True)
+    (dataset.root / CAPTIONS_TABLE).unlink(missing_ok=True)
 
 
 def _stamp(config: SyntheticConfig) -> dict[str, Any]:
@@ -179,3 +187,13 @@ def write_annotations(dataset: SyntheticDataset) -> None:
         writer.writerow(["", "key", "vid_key", "video_id", "sentence"])
         for row, v in enumerate(dataset.split("test")):
             writer.writerow([row, f"ret{row}", f"msr{v.index}", v.video_id, v.captions[0]])
+
+
+def write_captions_table(dataset: SyntheticDataset) -> None:
+    """``captions.csv``: one row per caption (video path relative to the videos folder, caption, split)."""
+    with open(dataset.root / CAPTIONS_TABLE, "w", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["video", "caption", "split"])
+        for v in dataset.videos:
+            path = dataset.video_path(v.video_id).relative_to(dataset.video_dir).as_posix()
+            writer.writerows([path, text, v.split] for text in v.captions)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .synthetic import SyntheticConfig, VideoSpec, scene, shape_mask
+from .synthetic import COLOURS, SyntheticConfig, VideoSpec, background, scene, shape_mask
 
 
 @dataclass(frozen=True)
@@ -42,3 +42,46 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     rows = np.flatnonzero(mask.any(axis=1))
     cols = np.flatnonzero(mask.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+# ---- frames with the object off-centre -----------------------------------------------------------------
+
+QUARTERS = ("top left", "top right", "bottom left", "bottom right")  # quarter q: row q // 2, column q % 2
+
+
+@dataclass(frozen=True)
+class CornerFrame:
+    """A still drawn for the orientation check: one object inside one quarter of the frame."""
+
+    image: np.ndarray  # uint8 [frame_size, frame_size, 3] RGB
+    object: tuple[str, str]
+    quarter: int  # index into QUARTERS
+    mask: np.ndarray  # the object's coverage in [0, 1], [frame_size, frame_size]
+
+
+def corner_frames(config: SyntheticConfig, per_quarter: int = 8, seed: int = 0) -> list[CornerFrame]:
+    """``per_quarter`` stills for each quarter, each with one random object wholly inside it.
+
+    The demo's videos keep every object near the middle, where a transposed, flipped or rotated map (or one
+    that ignores the image) looks as right as a correct one; an object in a corner tells them apart. Objects
+    are drawn as the pretraining's two-object stills draw theirs (0.6 of a video object's size), so the
+    backbone has seen objects this small, on the videos' kind of background.
+    """
+    size = config.frame_size
+    rng = np.random.default_rng([config.seed, 3, seed])
+    low, high = config.object_radius
+    out = []
+    for quarter in range(len(QUARTERS)):
+        row, column = divmod(quarter, 2)
+        for _ in range(per_quarter):
+            obj = config.objects[int(rng.integers(len(config.objects)))]
+            radius = 0.6 * rng.uniform(low, high) * size
+            # The quarter's centre, jittered as far as keeps the object inside the quarter.
+            reach = max(size / 4 - radius - 1, 0.0)
+            cx = (0.25 + 0.5 * column) * size + rng.uniform(-reach, reach)
+            cy = (0.25 + 0.5 * row) * size + rng.uniform(-reach, reach)
+            mask = shape_mask(obj[1], size, cx, cy, radius)
+            alpha = mask[:, :, None]
+            canvas = background(rng, size) * (1 - alpha) + np.asarray(COLOURS[obj[0]], dtype=np.float32) * alpha
+            out.append(CornerFrame(np.rint(canvas).astype(np.uint8), obj, quarter, mask))
+    return out

@@ -31,7 +31,7 @@ from ..errors import CmadapterError
 from ..evaluation.compare import compare
 from ..evaluation.tables import ZERO_SHOT, gain_line, markdown_table
 from .pretrain import PretrainConfig, pretrain
-from .run import DemoSettings, demo_runs
+from .settings import DemoSettings, demo_runs
 from .synthetic import COLOURS, GENERATOR_VERSION, SyntheticConfig, object_phrase, shape_mask
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ real CLIP weights.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -112,6 +113,7 @@ class PretrainResult:
     logit_scale: float = float("nan")
     seconds: float = 0.0
     reused: bool = False
+    sha256: str | None = None  # of the file as saved (recorded beside it); None for a record older than that
 
 
 def pretrain(
@@ -148,7 +150,7 @@ def pretrain(
     accuracy = finish(model, config, synthetic, caption_tokens)
     logit_scale = model.logit_scale.exp().item()
     summary = {"settings": settings, "frame_accuracy": accuracy, "logit_scale": logit_scale, "final_loss": losses[-1]}
-    _save(model, path, summary)
+    digest = _save(model, path, summary)
     return PretrainResult(
         path=path,
         architecture=arch,
@@ -156,6 +158,7 @@ def pretrain(
         frame_accuracy=accuracy,
         logit_scale=logit_scale,
         seconds=time.perf_counter() - start,
+        sha256=digest,
     )
 
 
@@ -179,6 +182,7 @@ def _reuse(path: Path, settings: dict[str, Any], arch: Architecture) -> Pretrain
         frame_accuracy=stored["frame_accuracy"],
         logit_scale=stored["logit_scale"],
         reused=True,
+        sha256=stored.get("sha256"),
     )
 
 
@@ -243,10 +247,14 @@ def finish(model: nn.Module, config: PretrainConfig, synthetic: SyntheticConfig,
     return appearance_accuracy(model, eval_frames, eval_labels, caption_tokens)
 
 
-def _save(model: nn.Module, path: Path, summary: dict[str, Any]) -> None:
+def _save(model: nn.Module, path: Path, summary: dict[str, Any]) -> str:
+    """Write the weights and their record; returns the file's SHA-256, which the record keeps: a later
+    reader can tell that training adapters on the file left it as pretraining wrote it."""
     with atomic_path(path) as temporary:  # never a half-written weights file under the real name
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()}, temporary)
-    atomic_write_text(_record(path), json.dumps(summary, indent=1, sort_keys=True) + "\n")
+        digest = hashlib.sha256(Path(temporary).read_bytes()).hexdigest()
+    atomic_write_text(_record(path), json.dumps(summary | {"sha256": digest}, indent=1, sort_keys=True) + "\n")
+    return digest
 
 
 def _appearance_settings(synthetic: SyntheticConfig) -> dict[str, Any]:

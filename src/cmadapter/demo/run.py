@@ -20,104 +20,22 @@ import logging
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..bench.machine import cpu_facts
-from ..config import RunConfig, load_config
-from ..errors import CmadapterError
-from ..evaluation.compare import MethodRun, compare, expand_methods
+from ..evaluation.compare import compare
 from ..evaluation.tables import ZERO_SHOT, gain_line, markdown_table
 from .dataset_files import generate_dataset
-from .pretrain import PretrainConfig, pretrain
+from .pretrain import pretrain
 from .search_demo import index_and_search
-from .synthetic import SyntheticConfig
+from .settings import METHODS, DemoSettings, demo_config, demo_runs, variant_name
+from .step_time import step_time_line, step_time_parts
+
+if TYPE_CHECKING:
+    from .domains import StillsDomain
 
 log = logging.getLogger(__name__)
-
-METHODS = (ZERO_SHOT, "cross-modal", "uni-modal", "full")
-
-
-@dataclass(frozen=True)
-class DemoSettings:
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
-    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    epochs: int = 12  # x 46 steps of 32 captions: ~550 steps, the same for every method
-    batch_size: int = 32
-    lr: float = 2e-3  # adapters; full fine-tuning takes lr x full_backbone_lr_scale for the backbone
-    full_backbone_lr_scale: float = 0.05
-    r: int = 8
-    shared_dim: int = 16
-    seed: int = 42  # pretraining's and training's; replaces pretrain.seed
-
-    def __post_init__(self) -> None:
-        # One seed for every stage, so a results file's seed says how all of it was drawn.
-        object.__setattr__(self, "pretrain", dataclasses.replace(self.pretrain, seed=self.seed))
-
-    @classmethod
-    def quick(cls) -> DemoSettings:
-        return cls(synthetic=SyntheticConfig.quick(), pretrain=PretrainConfig.quick(), epochs=8)
-
-    def to_dict(self) -> dict[str, Any]:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-
-def demo_config(settings: DemoSettings, data, weights: Path, cache: Path, out: Path) -> RunConfig:
-    """The run config every method shares: the real MSR-VTT reader, the frame cache, the tiny backbone."""
-    return load_config(
-        None,
-        {
-            "name": "demo",
-            "output_dir": str(out),
-            "model.backbone": None,
-            "model.pretrained": str(weights),
-            "model.method_options": {"r": settings.r, "shared_dim": settings.shared_dim},
-            "data.dataset": "msrvtt",
-            "data.annotations": str(data.annotations),
-            "data.videos": str(data.video_dir),
-            "data.cache": str(cache),
-            "data.fps": 1.0,  # one frame per object
-            "data.max_frames": settings.synthetic.objects_per_video,
-            "data.workers": 0,  # frames come from the cache: decoding is not the bottleneck
-            "train.epochs": settings.epochs,
-            "train.batch_size": settings.batch_size,
-            "train.precision": "fp32",  # tiny matrices: bf16 buys nothing on CPU at this size
-            "train.seed": settings.seed,
-            "train.log_every_steps": 20,
-            # AdamW and our warm-up + cosine, not the paper recipes' bert-adam: the demo's learning rates
-            # and budget were chosen with them, and the demo shows the method, not the official optimizer.
-            "optim.name": "adamw",
-            "optim.schedule": "cosine",
-            "optim.lr": settings.lr,
-        },
-    )
-
-
-def demo_runs(settings: DemoSettings, methods: Sequence[str] = METHODS) -> list[MethodRun]:
-    """The demo's settings for each method (``all``: every registered one): bottlenecks and ranks at the
-    demo's ``r`` (the tiny CLIP is 128 wide, so AdaptFormer's usual 64 would not be a bottleneck), MaPLe in
-    every block (the tiny towers have 3), the backbone learning-rate scale of full fine-tuning for partial
-    fine-tuning too."""
-    from ..methods import METHODS as REGISTERED
-
-    arch = settings.pretrain.architecture
-    options: dict[str, dict[str, Any]] = {
-        "cross-modal": {"r": settings.r, "shared_dim": settings.shared_dim},
-        "uni-modal": {"r": settings.r},
-        "adapter-attn": {"r": settings.r},
-        "maple": {"depth": min(arch.vision_layers, arch.text_layers)},  # MaPLe's 9 of 12 blocks: all of ours
-        "adaptformer": {"r": settings.r},
-        "lora": {"r": settings.r, "alpha": float(settings.r)},
-        "full": {"backbone_lr_scale": settings.full_backbone_lr_scale},
-        "partial": {"backbone_lr_scale": settings.full_backbone_lr_scale},
-    }
-    runs = []
-    for name in expand_methods(methods):
-        if name != ZERO_SHOT and name not in REGISTERED:
-            raise CmadapterError(f"unknown method {name!r}; choose from all, {ZERO_SHOT}, {', '.join(REGISTERED)}")
-        runs.append(MethodRun(name, name, options.get(name, {})))
-    return runs
 
 
 def run_demo(
@@ -127,18 +45,23 @@ def run_demo(
     settings: DemoSettings | None = None,
     seed: int | None = None,
     methods: Sequence[str] = METHODS,
+    domains: bool | StillsDomain = True,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate (or reuse) the data and the backbone, then run and tabulate ``methods``.
 
     ``settings`` overrides the preset (tests use a smaller one); its results go to ``out/custom``.
     ``seed`` replaces the settings' seed. The data and frame cache live in ``out/<variant>`` and serve
-    every seed; the backbone, runs and results of one seed in ``out/<variant>/seed<N>``."""
+    every seed; the backbone, runs and results of one seed in ``out/<variant>/seed<N>``. With ``domains``
+    (True: ``StillsDomain()``; or the ``StillsDomain`` to use) and the Cross-Modal Adapter
+    among ``methods``, a second domain's adapter is trained on the same backbone file and both share one
+    index (``domains.two_domains``); a training step's time is split
+    into arithmetic and overhead when full fine-tuning is among the methods (``step_time``)."""
     from ..video.cache import PrepareOptions, prepare_cache
     from ..video.sources import VideoFolder
 
     out = Path(out)
-    variant = "custom" if settings is not None else "quick" if quick else "default"
+    variant = variant_name(quick=quick, custom=settings is not None)
     settings = settings or (DemoSettings.quick() if quick else DemoSettings())
     if seed is not None:
         settings = dataclasses.replace(settings, seed=seed)
@@ -157,6 +80,7 @@ def run_demo(
     began = time.perf_counter()
     backbone = pretrain(seeded / "backbone" / "tiny-clip.pt", settings.pretrain, settings.synthetic, progress=progress)
     stage("pretrain tiny CLIP", began)
+    weights_size = backbone.path.stat().st_size
 
     began = time.perf_counter()
     cache = out / variant / "cache"
@@ -174,9 +98,28 @@ def run_demo(
     table = compare(base, demo_runs(settings, methods), seeded / "runs", quiet=not progress)
     stage("zero-shot, train and evaluate each method", began)
     began = time.perf_counter()
-    grounding = _report(out, seeded / "runs", data, table)
+    step_time = None
+    if {"full", "cross-modal"} <= set(table["methods"]):
+        began = time.perf_counter()
+        step_time = step_time_parts(
+            backbone.path,
+            batch=settings.batch_size,
+            frames=settings.synthetic.objects_per_video,
+            methods={run.method: run.options for run in demo_runs(settings, ("full", "cross-modal"))},
+        )
+        stage("time a training step", began)
+    began = time.perf_counter()
+    grounding = _report(out, seeded / "runs", data, table, curve=_curve_section(out, variant))
     if grounding is not None:
         stage("report", began)
+    two = None
+    if domains is not False and "cross-modal" in table["methods"]:
+        from .domains import StillsDomain, two_domains
+
+        stills = domains if isinstance(domains, StillsDomain) else StillsDomain()
+        began = time.perf_counter()
+        two = two_domains(out, seeded, settings, data, base, backbone.path, backbone.sha256, stills, progress=progress)
+        stage("a second domain on the same backbone", began)
 
     began = time.perf_counter()
     trained = seeded / "runs" / "cross-modal" / "best.safetensors"
@@ -197,8 +140,11 @@ def run_demo(
         "methods": table["methods"],
         "backbone": {
             "file": str(backbone.path),
+            "bytes": weights_size,
+            "sha256": backbone.sha256,
             "architecture": backbone.architecture.to_dict(),
             "single_frame_accuracy": backbone.frame_accuracy,
+            "pretraining_samples": settings.pretrain.steps * settings.pretrain.batch_size,
         },
         "search": search,
         "settings": settings.to_dict(),
@@ -206,6 +152,10 @@ def run_demo(
     }
     if grounding is not None:
         results["grounding"] = grounding
+    if step_time is not None:
+        results["step_time"] = step_time
+    if two is not None:
+        results["domains"] = two
     # The latest run at the top of ``out``; each seed's own copy stays beside its runs.
     for folder in (seeded, out):
         (folder / "results.json").write_text(json.dumps(results, indent=2))
@@ -215,13 +165,21 @@ def run_demo(
     return results
 
 
-def _report(out: Path, runs: Path, data, table: dict[str, Any]) -> dict[str, Any] | None:
-    """``out/report/report.html``: the Cross-Modal Adapter against zero-shot, checked against ground truth."""
+def _report(out: Path, runs: Path, data, table: dict[str, Any], *, curve=None) -> dict[str, Any] | None:
+    """``out/report/report.html``: the Cross-Modal Adapter against zero-shot, checked against ground truth
+    (and the learning curve, when ``demo --curve`` has drawn one for this variant)."""
     if not {"cross-modal", ZERO_SHOT} <= set(table["methods"]):
         return None
     from .report import demo_report
 
-    return demo_report(runs, out / "report", data)
+    return demo_report(runs, out / "report", data, extra=[curve] if curve is not None else [])
+
+
+def _curve_section(out: Path, variant: str):
+    """The report's section of the learning curve in ``out``, if one was measured for this variant."""
+    from .report import curve_section
+
+    return curve_section(out, variant)
 
 
 def results_markdown(results: dict[str, Any]) -> str:
@@ -238,6 +196,12 @@ def results_markdown(results: dict[str, Any]) -> str:
             lines += [f"  {Path(r['video']).stem} {r['score']:.3f}" for r in example["results"]]
         lines.append("\nTry: " + "; ".join(f"`{c}`" for c in search["commands"]) + "\n")
         gain += "\n".join(lines)
+    if results.get("step_time"):
+        gain += "\n" + step_time_line(results["step_time"]) + "\n"
+    if results.get("domains"):
+        from .domains import domains_markdown
+
+        gain += "\n" + domains_markdown(results["domains"]) + "\n"
     machine = results["machine"]
     return (
         f"# cmadapter demo ({results['variant']}, seed {results['seed']})\n\n"

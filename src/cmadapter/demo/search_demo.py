@@ -40,7 +40,7 @@ def index_and_search(
         pretrained=str(weights),
         adapters={"cross-modal": adapter} if adapter is not None else {},
         zero_shot=True,
-        options=BuildOptions(fps=1.0, max_frames=frames, progress=progress),
+        options=BuildOptions(fps=1.0, max_frames=frames, precision="fp32", progress=progress),  # as the demo evaluates
     )
     stamp.write_text(variant)
     recall: dict[str, float] = {}

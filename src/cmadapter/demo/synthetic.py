@@ -294,7 +294,7 @@ class _Appearance:
         return tuple(a + (b - a) * t for a, b in zip(self.start, self.end))
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def background(rng: np.random.Generator, size: int) -> np.ndarray:
     # A dark, slightly tinted, static gradient: varied across videos, never confusable with an object.
     base = rng.uniform(15, 70) + rng.uniform(-12, 12, size=3)
     tilt = rng.uniform(-20, 20, size=2)
@@ -325,8 +325,8 @@ def _draw(canvas: np.ndarray, obj: tuple[str, str], look: _Appearance, t: float)
 def scene(spec: VideoSpec, config: SyntheticConfig) -> tuple[np.ndarray, list[_Appearance]]:
     """A video's background and each object's appearance, from the stream ``render_video`` draws from."""
     rng = _rng(config, "render", spec.index)
-    background = _background(rng, config.frame_size)
-    return background, [_appearance(rng, config) for _ in spec.objects]
+    backdrop = background(rng, config.frame_size)
+    return backdrop, [_appearance(rng, config) for _ in spec.objects]
 
 
 def render_video(spec: VideoSpec, config: SyntheticConfig) -> np.ndarray:
@@ -384,7 +384,7 @@ def object_frames(
     for i in range(offset, offset + count):
         rng = _rng(config, "frames", i)
         shown = tuple(objects[j] for j in rng.choice(len(objects), int(rng.integers(1, max_objects + 1)), False))
-        canvas = _background(rng, size)
+        canvas = background(rng, size)
         if len(shown) == 1:
             canvas = _draw(canvas, shown[0], _appearance(rng, config), float(rng.uniform()))
         else:

@@ -63,6 +63,8 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(options.device, 0)
     split = options.split or run.config.data.test_split
+    if split is None:
+        raise CmadapterError(f"{run.path}: the run has no test split (data.test_split is null): give --split")
     model, _ = build_run_model(run.config, str(run.adapter) if run.adapter else None, device=device)
     data = build_eval_data(run.config, model, split)
     contenders = [Contender(run, model, score_split(model, data, run.label, v2t=run.config.eval.v2t))]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +21,33 @@ def upsample(heatmap: torch.Tensor, size: int) -> np.ndarray:
     return (image / peak if peak > 0 else image).numpy()
 
 
+@dataclass(frozen=True)
+class HeatmapPanel:
+    """One frame with one model's heatmap over it, and where the frame lies in the saved PNG."""
+
+    example: int  # index into the rows drawn
+    model: str
+    frame: int
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in PNG pixels, origin top-left: the frame's own pixels
+
+
 def draw_heatmaps(
     path: Path,
     rows: Sequence[dict[str, Any]],
-) -> None:
+) -> list[HeatmapPanel]:
     """One block per example: the caption, its video's frames, then each model's heatmap overlaid on every
     frame with that model's frame weight in the corner. ``rows``: dicts with ``caption``, ``frames``
-    (uint8 [T, H, W, 3], valid frames only) and ``models``: a list of (label, maps [T, g, g], weights [T])."""
+    (uint8 [T, H, W, 3], valid frames only) and ``models``: a list of (label, maps [T, g, g], weights [T]).
+    Returns every overlaid frame's box in the PNG, so a test can read back what was drawn where."""
     plt = _plt()
+    drawn = []
     frames_max = max(len(r["frames"]) for r in rows)
     lines = sum(1 + len(r["models"]) for r in rows)
     fig, axes = plt.subplots(lines, frames_max + 1, figsize=(2.6 + 1.3 * frames_max, 1.35 * lines + 0.6), dpi=DPI)
     axes = np.atleast_2d(axes)
     line = 0
-    for row in rows:
+    size_of = [r["frames"].shape[1] for r in rows]
+    for example, row in enumerate(rows):
         frames = row["frames"]
         size = frames.shape[1]
         labels = [("frames", None, None), *row["models"]]
@@ -51,11 +65,21 @@ def draw_heatmaps(
                 if maps is not None:
                     ax.imshow(upsample(maps[f], size), cmap="jet", alpha=0.5, vmin=0, vmax=1)
                     ax.text(1, 1, f"w={weights[f]:.2f}", color="white", fontsize=7, va="top", backgroundcolor="black")
+                    drawn.append((example, label, f, ax))
             line += 1
     fig.suptitle("Which patches drive the caption–video score\n(gradient × input, last vision block; w: frame weight)")
     fig.tight_layout(rect=(0, 0, 1, 0.95))
-    fig.savefig(path, dpi=DPI)
+    fig.canvas.draw()  # the image axes take their final, aspect-kept boxes
+    height = fig.bbox.height
+    panels = []
+    for example, label, f, ax in drawn:
+        # The frame's pixels: the image's data limits (-0.5 .. size - 0.5) through the axes' transform.
+        (x0, y0), (x1, y1) = ax.transData.transform([(-0.5, -0.5), (size_of[example] - 0.5, size_of[example] - 0.5)])
+        box = (round(min(x0, x1)), round(height - max(y0, y1)), round(max(x0, x1)), round(height - min(y0, y1)))
+        panels.append(HeatmapPanel(example, label, f, box))
+    fig.savefig(path, dpi=fig.dpi)
     plt.close(fig)
+    return panels
 
 
 def draw_curves(path: Path, runs: Sequence[tuple[str, list[dict[str, Any]], list[dict[str, Any]]]]) -> bool:
