@@ -63,6 +63,10 @@ def default_steps(out: Path, test_files: list[str]) -> list[Step]:
     """The run, most important first: if the budget runs out, the paper-batch figures are already there."""
     train_step = "train-step --methods full,cross-modal,uni-modal --precision bf16 --frames 12 --steps 10 --warmup 3"
     encode = "encode --precision bf16 --videos 64 --frames 12 --texts 1024 --repeats 10"
+    # Indexing on the GPU: can four decoder threads keep the encoder fed? (decode, encode and index frames/s)
+    index = (
+        "index --parts throughput --precision bf16 --batch-size 128 --decode-workers 4 --long-minutes 1 --generated 8"
+    )
     pytest = [
         "-m",
         "pytest",
@@ -86,6 +90,7 @@ def default_steps(out: Path, test_files: list[str]) -> list[Step]:
         ),
         Step("cuda-tests", [*pytest, *test_files], 210, kind="pytest"),
         bench_step("encode", [*encode.split(), "--device", "cuda"], 75, "encode.json"),
+        bench_step("index", [*index.split(), "--device", "cuda"], 90, "index.json"),
         bench_step(
             f"train-step-{LARGE_BATCH}",
             [*train_step.split(), "--batch", str(LARGE_BATCH), "--device", "cuda"],

@@ -82,6 +82,7 @@ def write_report(
     tests = read_tests(out / "pytest.xml")
     train_step = {label: read_json(out / name) for label, name in TRAIN_STEP_FILES.items()}
     encode = read_json(out / "encode.json")
+    index = read_json(out / "index.json")
     report = {
         "dry_run": dry_run,
         "when": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -93,6 +94,7 @@ def write_report(
         "tests": tests | {"files": list(test_files)},
         "train_step": train_step,
         "encode": encode,
+        "index": index,
         "paper": PAPER,
     }
     report["passed"] = passed(steps, tests, dry_run)
@@ -182,5 +184,14 @@ def format_report(report: dict) -> str:
             f"a batch, {settings['precision']})",
             "",
             encode_table(report["encode"]),
+        ]
+    if report.get("index") and report["index"].get("throughput"):
+        from .index import format_throughput
+
+        lines += [
+            "",
+            "## Indexing (`bench index --parts throughput` on the GPU)",
+            "",
+            format_throughput(report["index"]["throughput"]),
         ]
     return "\n".join(lines) + "\n"

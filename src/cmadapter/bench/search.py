@@ -109,10 +109,11 @@ def run_factory(factory: str, syn: Synthetic, reference: np.ndarray, settings: S
     build_seconds = time.perf_counter() - began
     params = SearchParams(nprobe=settings.nprobe, ef_search=settings.ef_search)
 
-    def fetch(ids: np.ndarray):
+    def fetch(ids: np.ndarray, limit: int):
+        ids = ids[:limit]
         order = np.sort(ids)  # a memmap reads sorted rows faster; give them back in the asked order
         block = torch.from_numpy(syn.frames[order][np.searchsorted(order, ids)]).float()
-        return block, torch.ones(block.shape[:2], dtype=torch.bool)
+        return ids, block, torch.ones(block.shape[:2], dtype=torch.bool)
 
     latencies, cpu, stage1, recalls = [], [], [], []
     for q in range(-3, len(syn.queries)):  # three untimed warm-up queries

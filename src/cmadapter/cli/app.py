@@ -12,6 +12,7 @@ from ..errors import CmadapterError
 from ..training.allocator import keep_freed_memory
 from .bench_commands import add_bench
 from .data_commands import add_prepare
+from .export_commands import add_export
 from .model_commands import add_convert_official, add_info
 from .report_commands import add_report
 from .run_commands import add_compare, add_demo, add_eval, add_train
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_report,
         add_index,
         add_search,
+        add_export,
         add_bench,
         add_serve,
     ):
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CmadapterError as exc:
         if args.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -65,6 +67,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         # at /dev/null so the interpreter's final flush does not raise again on the dead pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE
+
+
+def one_line(exc: CmadapterError) -> str:
+    """The error's message; for one re-raised from a data-loader worker (torch wraps it in the worker's
+    traceback), the worker's own message, which is the traceback's last line."""
+    message = str(exc)
+    if "\nOriginal Traceback" not in message:
+        return message
+    last = message.strip().splitlines()[-1]
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+    return last.removeprefix(name) + " (in a data-loader worker)"
 
 
 if __name__ == "__main__":

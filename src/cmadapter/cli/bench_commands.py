@@ -1,4 +1,4 @@
-"""`bench`: the performance benchmarks (decode, train-step, loader, encode, search)."""
+"""`bench`: the performance benchmarks (decode, train-step, loader, encode, search, serve, index, table)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 
 from ..errors import CmadapterError
 from .arguments import csv_list, parse_assignments
+from .bench_index import add_bench_index, run_bench_index
 
 
 def run_bench(args: argparse.Namespace) -> int:
@@ -17,6 +18,8 @@ def run_bench(args: argparse.Namespace) -> int:
         "loader": run_bench_loader,
         "search": run_bench_search,
         "serve": run_bench_serve,
+        "index": run_bench_index,
+        "table": run_bench_table,
     }
     return runners[args.bench](args)
 
@@ -73,7 +76,9 @@ def run_bench_loader(args: argparse.Namespace) -> int:
     from ..bench.loader import benchmark, format_table
     from ..config import load_config
 
-    report = benchmark(load_config(args.config, list(args.overrides)), batches=args.batches, steps=args.steps)
+    sources = csv_list(args.sources) if args.sources else None
+    config = load_config(args.config, list(args.overrides))
+    report = benchmark(config, batches=args.batches, steps=args.steps, sources=sources, shards=args.shards)
     print(json.dumps(report) if args.json else format_table(report))
     return 0
 
@@ -106,9 +111,9 @@ def run_bench_search(args: argparse.Namespace) -> int:
     from ..bench.search import SearchBenchSettings, benchmark, format_indexing, format_table, indexing_throughput
 
     parts = csv_list(args.parts)
-    unknown = set(parts) - {"latency", "indexing"}
+    unknown = set(parts) - {"latency", "indexing", "store"}
     if unknown:
-        raise CmadapterError(f"--parts takes latency and/or indexing, got {sorted(unknown)}")
+        raise CmadapterError(f"--parts takes latency, indexing and/or store, got {sorted(unknown)}")
     report = {}
     if "latency" in parts:
         settings = SearchBenchSettings(
@@ -133,9 +138,21 @@ def run_bench_search(args: argparse.Namespace) -> int:
             precision=args.precision,
             workdir=args.workdir,
         )
+    if "store" in parts:
+        from ..bench.store_reads import StoreReadSettings, store_reads
+
+        report["store"] = store_reads(
+            StoreReadSettings(
+                videos=args.store_videos, minutes=args.store_minutes, candidates=args.candidates, workdir=args.workdir
+            )
+        )
     if args.json:
         print(json.dumps(report))
         return 0
+    if "store" in report:
+        from ..bench.store_reads import format_store_reads
+
+        print(format_store_reads(report["store"]))
     if "latency" in report:
         print(format_table(report["latency"]))
     if "indexing" in report:
@@ -143,13 +160,34 @@ def run_bench_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_bench_serve(args: argparse.Namespace) -> int:
-    from ..bench.serve import ServeBenchSettings, benchmark, format_table
+def run_bench_table(args: argparse.Namespace) -> int:
+    from ..bench.table import benchmark, format_table
 
-    settings = ServeBenchSettings(index=args.index, queries=args.queries, clients=args.clients, k=args.k)
-    report = benchmark(settings)
+    report = benchmark(args.rows, csv_list(args.formats), repeat=args.repeat, workdir=args.workdir)
     print(json.dumps(report) if args.json else format_table(report))
-    return 0 if report["errors"] == 0 else 1
+    return 0
+
+
+def run_bench_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..bench.serve import ServeBenchSettings, benchmark, build_bench_index, compare, format_table
+
+    try:
+        clients = tuple(int(c) for c in args.clients.split(","))
+    except ValueError:
+        raise CmadapterError(f"--clients takes client counts like 1,8,32, got {args.clients!r}") from None
+    if args.build and not (Path(args.index) / "index.sqlite").is_file():
+        build_bench_index(Path(args.index), videos=args.videos, backbone=args.backbone)
+    settings = ServeBenchSettings(index=Path(args.index), queries=args.queries, clients=clients, k=args.k)
+    if args.against:
+        report = compare(settings, Path(args.against), rounds=args.rounds, threads=args.threads)
+        errors = sum(row[name]["errors"] for row in report["summary"] for name in ("this", "baseline"))
+    else:
+        report = benchmark(settings)
+        errors = sum(r["errors"] for r in report.get("results", [report]))
+    print(json.dumps(report) if args.json else format_table(report))
+    return 0 if errors == 0 else 1
 
 
 def add_bench(sub) -> None:
@@ -193,6 +231,12 @@ def add_bench(sub) -> None:
     loader.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     loader.add_argument("--batches", type=int, default=20, help="batches to time")
     loader.add_argument("--steps", type=int, default=3, help="training steps to time")
+    loader.add_argument(
+        "--sources",
+        default=None,
+        help="the same clips several ways in one run: comma-separated videos, cache, shards (default: as configured)",
+    )
+    loader.add_argument("--shards", default=None, metavar="PATTERN", help="the config's videos as WebDataset shards")
     loader.add_argument("--json", action="store_true", help="print one JSON object")
 
     e = benches.add_parser("encode", help="inference with the adapter vs the plain backbone; retrieval time")
@@ -210,7 +254,13 @@ def add_bench(sub) -> None:
     e.add_argument("--dry-run", action="store_true", help="check the arguments and print the plan; run nothing")
 
     s = benches.add_parser("search", help="two-stage search latency, memory, recall@10; indexing throughput")
-    s.add_argument("--parts", default="latency,indexing", help="latency (synthetic features) and/or indexing (videos)")
+    s.add_argument(
+        "--parts",
+        default="latency,indexing",
+        help="latency (synthetic features), indexing (videos), store (stage 2's reads from an index store)",
+    )
+    s.add_argument("--store-videos", type=int, default=40, help="store: videos in the synthetic index")
+    s.add_argument("--store-minutes", type=float, default=120.0, help="store: minutes per video (1 fps)")
     s.add_argument("--sizes", default="10000,100000,1000000", help="segments, comma-separated")
     s.add_argument(
         "--index-types", default="Flat;SQfp16;SQ8;IVF1024,PQ64;HNSW32", help="FAISS factory strings, ';'-separated"
@@ -226,11 +276,30 @@ def add_bench(sub) -> None:
     s.add_argument("--pretrained", default=None, help="a weights file instead")
     s.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     s.add_argument("--json", action="store_true", help="print one JSON object")
+    add_bench_index(benches)
+    tb = benches.add_parser(
+        "table", help="seconds to read a captions table (CSV, TSV, JSON lines, Parquet) into records"
+    )
+    tb.add_argument("--rows", type=int, default=1_000_000)
+    tb.add_argument("--formats", default="csv,parquet", help="comma-separated: csv, tsv, jsonl, parquet")
+    tb.add_argument("--repeat", type=int, default=3, help="timed reads per format (the median counts)")
+    tb.add_argument("--workdir", default=None, help="where the tables are written (default: a temporary folder)")
+    tb.add_argument("--json", action="store_true", help="print one JSON object")
     s = benches.add_parser(
         "serve", help="load test of `cmadapter serve`'s API on 127.0.0.1: latency under concurrent clients"
     )
     s.add_argument("index", help="an index folder written by `cmadapter index`")
-    s.add_argument("--queries", type=int, default=200)
-    s.add_argument("--clients", type=int, default=8)
+    s.add_argument("--queries", type=int, default=200, help="queries per client count")
+    s.add_argument("--clients", default="8", help="concurrent clients, comma-separated counts (1,8,32)")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument("--against", default=None, metavar="SRC", help="also run the code in this src folder, back to back")
+    s.add_argument("--rounds", type=int, default=1, help="with --against: runs of each code, alternating")
+    s.add_argument("--threads", type=int, default=None, help="with --against: torch threads in both servers")
+    s.add_argument(
+        "--build", action="store_true", help="first build INDEX if missing (synthetic videos, random weights)"
+    )
+    s.add_argument("--videos", type=int, default=24, help="with --build: synthetic 30-s videos to index")
+    s.add_argument(
+        "--backbone", default="ViT-B-32-quickgelu", help="with --build: the open_clip model (random weights)"
+    )
     s.add_argument("--json", action="store_true")
