@@ -74,9 +74,16 @@ def index_contents(root: Path) -> dict:
     segments = sorted(
         (path_of[r[0]], *r[1:]) for r in db.execute('SELECT file_id, first, stop, start, "end" FROM segments')
     )
+    frames: dict[tuple[int, str], bytes] = {}
+    for file_id, adapter, data in db.execute(
+        "SELECT file_id, adapter, data FROM frames ORDER BY file_id, adapter, chunk"
+    ):
+        frames[file_id, adapter] = frames.get((file_id, adapter), b"") + data
     features = sorted(
-        (path_of[r[0]], *r[1:]) for r in db.execute("SELECT file_id, adapter, frames, segments FROM features")
+        (path_of[r[0]], r[1], frames.get((r[0], r[1])), r[2])
+        for r in db.execute("SELECT file_id, adapter, segments FROM features")
     )
+    assert len(frames) == len(features), "frame chunks without stage-1 vectors, or the other way round"
     problems = sorted(db.execute("SELECT path, reason FROM problems"))
     db.close()
     return {
@@ -85,3 +92,20 @@ def index_contents(root: Path) -> dict:
         "features": features,
         "problems": problems,
     }
+
+
+def count_encoded(monkeypatch) -> list[int]:
+    """Frames decoded and encoded per file by index runs (a file comes back once, with every adapter it missed)."""
+    from cmadapter.search import build as build_module
+
+    calls = []
+    real = build_module.encode_works
+
+    def counting(*args, **kwargs):
+        for work, outcome in real(*args, **kwargs):
+            if not isinstance(outcome, Exception):
+                calls.append(len(outcome.times))
+            yield work, outcome
+
+    monkeypatch.setattr(build_module, "encode_works", counting)
+    return calls

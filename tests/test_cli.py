@@ -92,3 +92,34 @@ def test_demo_passes_its_seed_to_either_variant(monkeypatch, capsys, images):
     )
     assert main(["demo", "--quick", "--seed", "7", *(["--images"] if images else [])]) == 0
     assert calls and calls[0]["seed"] == 7 and calls[0]["quick"] is True
+
+
+def test_demo_curve_runs_the_given_seeds_then_the_demo_of_the_first(monkeypatch, capsys, tmp_path):
+    """`--curve --seeds` reaches the curve; the demo of the first seed then writes the report with it."""
+    import cmadapter.demo.curve
+    import cmadapter.demo.run
+
+    calls = []
+
+    def fake_curve(out, **kwargs):
+        calls.append(("curve", kwargs["curve"].seeds, kwargs["quick"]))
+        return {"variant": "quick", "runs": {}, "curve": {"steps": 1, "batch_size": 1, "gallery": 1}, "seconds": 0.0,
+                "machine": {"cpu": "x"}, "summary": {"full": {"15": {k: {"mean": 0, "min": 0, "max": 0}
+                                                                     for k in ("test_R1", "train_R1", "gap")}}}}  # fmt: skip
+
+    def fake_demo(out, **kwargs):
+        calls.append(("demo", kwargs["seed"], kwargs["domains"]))
+
+    monkeypatch.setattr(cmadapter.demo.curve, "run_curve", fake_curve)
+    monkeypatch.setattr(cmadapter.demo.run, "run_demo", fake_demo)
+    assert main(["demo", "--curve", "--quick", "--seeds", "5,3", "--no-domains", "--out", str(tmp_path)]) == 0
+    assert calls == [("curve", (5, 3), True), ("demo", 5, False)]
+    assert "| 15 | full |" in capsys.readouterr().out
+    assert main(["demo", "--curve", "--images"]) == 2
+    assert "--curve runs zero-shot, cross-modal and full" in capsys.readouterr().err
+    assert main(["demo", "--curve", "--seeds", "1,x"]) == 2
+    assert "--seeds takes comma-separated integers, got '1,x'" in capsys.readouterr().err
+    assert main(["demo", "--curve", "--seeds", "1,1"]) == 2
+    assert "seeds must be distinct" in capsys.readouterr().err
+    assert main(["demo", "--seeds", "1,2"]) == 2  # without --curve: not silently ignored
+    assert "--seeds goes with --curve" in capsys.readouterr().err

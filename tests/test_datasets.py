@@ -114,7 +114,8 @@ def test_activitynet_paragraphs_and_the_val_1_test_split(tmp_path):
 
 
 def test_every_dataset_is_registered_with_its_splits():
-    assert set(DATASETS) == {"msrvtt", "msvd", "vatex", "didemo", "activitynet", "flickr30k", "mscoco"}
+    benchmarks = {"msrvtt", "msvd", "vatex", "didemo", "activitynet", "flickr30k", "mscoco"}
+    assert set(DATASETS) == benchmarks | {"captions", "webdataset"}  # and your own data
     assert DATASETS["msrvtt"].options == ["train_list"]
 
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from cmadapter.demo.ground_truth import frame_objects, mask_box
+from cmadapter.demo.ground_truth import corner_frames, frame_objects, mask_box
 from cmadapter.demo.synthetic import COLOURS, SyntheticConfig, render_video, sample_frames, scene, video_specs
 
 
@@ -41,3 +41,19 @@ def test_moving_objects_move_in_the_ground_truth_too():
     assert shift > 0  # drawn where it drifted to, not where it started
     sampled = [truth[i] for i in sample_frames(config, config.objects_per_video)]
     assert [t.object for t in sampled] == list(spec.objects)
+
+
+def test_corner_frames_hold_one_object_inside_its_quarter():
+    config = SyntheticConfig.quick()
+    frames = corner_frames(config, per_quarter=3, seed=1)
+    assert [f.quarter for f in frames] == [0] * 3 + [1] * 3 + [2] * 3 + [3] * 3
+    half = config.frame_size // 2
+    for frame in frames:
+        row, column = divmod(frame.quarter, 2)
+        inside = np.zeros_like(frame.mask, dtype=bool)
+        inside[row * half : (row + 1) * half, column * half : (column + 1) * half] = True
+        assert frame.mask[~inside].sum() == 0 and frame.mask[inside].sum() > 20  # all of it, and not a speck
+        full = frame.mask >= 1.0
+        assert (frame.image[full] == np.asarray(COLOURS[frame.object[0]], dtype=np.uint8)).all()
+    assert corner_frames(config, per_quarter=3, seed=1)[5].image.tobytes() == frames[5].image.tobytes()
+    assert corner_frames(config, per_quarter=3, seed=2)[5].image.tobytes() != frames[5].image.tobytes()

@@ -164,15 +164,6 @@ SPECS = [
 IDS = [f"{s.name}-{'-'.join(f'{k}{v}' for k, v in s.options.items())}".rstrip("-") for s in SPECS]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny tensors: on a shared 2-core machine a second thread costs more than it gives (measured 8x).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_every_registered_method_is_tested():
     assert {s.name for s in SPECS} == set(METHODS)
 

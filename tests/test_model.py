@@ -113,6 +113,14 @@ def test_several_adapters_share_one_backbone_and_switch(model, tiny_weights, tmp
     assert set(shared.trainable_parameters()) == set(model.method.trainable_tensors())
     assert all(not t.requires_grad for t in shared.adapters["second"].trainable_tensors().values())
 
+    # The plain backbone scores with its own head again, not with the last adapter's.
+    shared.set_adapter("second")
+    shared.set_adapter(None)
+    assert shared.head.name == "text-pool"
+    shared.set_adapter("second")
+    assert shared.head.name == "meanP"
+    shared.set_adapter("first")
+
     # Removing the active adapter leaves the plain backbone computing; the other adapter is untouched.
     plain = build_model(pretrained=tiny_weights, method=None)
     shared.remove_adapter("first")

@@ -86,3 +86,41 @@ def test_examples_are_a_seeded_choice_preferring_run_right_baseline_wrong_then_b
     filled = choose(run, base, 7, seed=3)
     assert len(set(filled)) == 7 and set(filled[:4]) == {0, 1, 3, 4}
     assert set(filled[4:6]) == {2, 6}
+
+
+def test_heatmaps_are_drawn_hot_where_each_map_is_hot_the_right_way_up(tmp_path):
+    """Read the PNG back: each model's map lies over its own frame, hot where the map is hot, not transposed,
+    flipped or on another frame (each frame's hot patch is in another place; one model mirrors the other)."""
+    from cmadapter.report.plots import draw_heatmaps
+
+    grid, size = 4, 64
+    frames = np.full((3, size, size, 3), 128, dtype=np.uint8)  # grey: the overlay's colour alone shows
+    hot = [(1, 3), (3, 1), (2, 2)]  # (row, column) per frame; not in row 0, under the weight's label
+    maps = torch.zeros(3, grid, grid)
+    for f, (r, c) in enumerate(hot):
+        maps[f, r, c] = 1.0
+    mirrored = maps.flip(-1)
+    rows = [
+        {
+            "caption": "a red square",
+            "frames": frames,
+            "models": [("a", maps, [0.2, 0.3, 0.5]), ("b", mirrored, [1 / 3] * 3)],
+        }
+    ]
+    panels = draw_heatmaps(tmp_path / "heatmaps.png", rows)
+    png = np.asarray(Image.open(tmp_path / "heatmaps.png").convert("RGB")).astype(int)
+    assert sorted((p.model, p.frame) for p in panels) == [(m, f) for m in "ab" for f in range(3)]
+    for panel in panels:
+        x0, y0, x1, y1 = panel.box
+        assert 40 < x1 - x0 < 400 and abs((x1 - x0) - (y1 - y0)) <= 2, panel.box  # a square frame, drawn
+        # Jet's hot end is red, its cold end blue: red minus blue at each patch's centre in the PNG.
+        heat = np.array(
+            [
+                [np.subtract(*png[round(y0 + (r + 0.5) * (y1 - y0) / grid), round(x0 + (c + 0.5) * (x1 - x0) / grid)][[0, 2]])
+                 for c in range(grid)]
+                for r in range(grid)
+            ]
+        )  # fmt: skip
+        expected = (maps if panel.model == "a" else mirrored)[panel.frame]
+        assert np.unravel_index(heat.argmax(), heat.shape) == np.unravel_index(int(expected.argmax()), expected.shape)
+        assert heat.max() > 40 and np.sort(heat.ravel())[-2] <= 0, heat  # one hot patch; the rest cold (or the label)

@@ -29,7 +29,7 @@ def mixed(tmp_path_factory, tiny_weights):
     photo(media / "photos" / "nested" / "dark.webp", 20)
     (media / "photos" / "notes.txt").write_text("not media")
     adapter = adapter_file(tiny_weights, root / "demo.safetensors")
-    options = BuildOptions(window=2, stride=1, progress=False)
+    options = BuildOptions(window=2, stride=1, progress=False, precision="fp32")  # cosines checked in fp32
     report = VideoIndex.build(
         [media], root / "index", pretrained=str(tiny_weights), adapters={"demo": adapter}, options=options
     )
@@ -79,7 +79,7 @@ def test_the_server_shows_photos_without_a_clip(mixed):
     from cmadapter.serve.app import create_app
 
     root, _ = mixed
-    with TestClient(create_app(root / "index")) as client:
+    with TestClient(create_app(root / "index"), base_url="http://127.0.0.1") as client:  # a Host the server answers
         results = client.get("/api/search", params={"q": "a red square", "k": 10}).json()["results"]
         photo_result = next(r for r in results if r["kind"] == "image")
         assert photo_result["clip_url"] is None

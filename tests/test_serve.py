@@ -4,6 +4,10 @@ every error, and attempts to read files outside the index."""
 from __future__ import annotations
 
 import io
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -14,7 +18,8 @@ pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
 from cmadapter.search.api import VideoIndex
-from cmadapter.serve.app import create_app
+from cmadapter.serve.app import ServeOptions, create_app
+from media import LEVELS, frame_index
 from search_fixtures import adapter_file
 from serve_fixtures import webm_video
 
@@ -38,7 +43,8 @@ def served(tmp_path_factory, tiny_weights):
         zero_shot=True,
         options=options,
     )
-    app = create_app(root / "index")
+    # TestClient sends "Host: testserver": allowed here only, as a reverse proxy's name would be.
+    app = create_app(root / "index", options=ServeOptions(allowed_hosts=("testserver",)))
     with TestClient(app) as client:
         yield client, root
 
@@ -131,20 +137,6 @@ def test_thumbnails_are_the_indexed_frames_as_jpeg(served):
     assert client.get("/api/thumbs/999999/0.jpg").status_code == 404
 
 
-def test_clip_export_decodes_to_the_segment(served):
-    client, _ = served
-    result = search(client, k=1)["results"][0]
-    response = client.get(result["clip_url"])
-    assert response.status_code == 200
-    assert "attachment" in response.headers["content-disposition"]
-    with av.open(io.BytesIO(response.content)) as container:
-        stream = container.streams.video[0]
-        frames = list(container.decode(stream))
-        frame_time = 1 / float(stream.average_rate)
-    duration = len(frames) * frame_time
-    assert abs(duration - (result["end"] - result["start"])) <= frame_time + 1e-6
-
-
 @pytest.mark.parametrize(
     "url",
     [
@@ -228,10 +220,11 @@ def test_a_bounded_load_of_concurrent_queries_has_no_errors(served):
 
 
 def test_a_thumbnail_is_the_frame_a_one_point_decode_gives(served, monkeypatch):
-    """Thumbnails are decoded a segment at a time and kept per video and grid point (overlapping segments
-    share them); each is still exactly the JPEG of its own grid point, as a one-point decode makes it."""
+    """Thumbnails are decoded a segment at a time (seeking to it) and kept per video and grid point (overlapping
+    segments share them); each is still exactly the JPEG of its own grid point, as a one-point decode makes it."""
     from cmadapter.serve import media
     from cmadapter.serve.media import THUMBNAIL_SHORT_SIDE, MediaLibrary, _jpeg
+    from cmadapter.video.grid import decode_path_grid
 
     _, root = served
     library = MediaLibrary(root / "index")  # its own, empty cache
@@ -239,13 +232,202 @@ def test_a_thumbnail_is_the_frame_a_one_point_decode_gives(served, monkeypatch):
     first, second = store.segments([1, 2])  # stride 1, window 2: they share a frame
     assert first.file_id == second.file_id and second.first < first.stop
     path = Path(store.file(first.file_id).path)
-    real, decodes = media.decode_path_grid, []
-    monkeypatch.setattr(media, "decode_path_grid", lambda *args, **kw: decodes.append(args) or real(*args, **kw))
+    real, decodes = media.decode_points, []
+    monkeypatch.setattr(media, "decode_points", lambda *args, **kw: decodes.append(args) or real(*args, **kw))
     for frame in range(first.stop - first.first):
         point = first.first + frame
-        expected = real(path, library.rate, THUMBNAIL_SHORT_SIDE, lambda count, p=point: [p]).frames[0]
+        expected = decode_path_grid(path, library.rate, THUMBNAIL_SHORT_SIDE, lambda count, p=point: [p]).frames[0]
         assert library.thumbnail(1, frame) == _jpeg(expected)
     assert len(decodes) == 1  # the whole segment in one pass
     library.thumbnail(2, 0)  # the frame the two segments share: already there
     assert len(decodes) == 1
     library.close()
+
+
+# ---- clips: the right frames, bounded work ----------------------------------------------------------------------
+
+RATE = 4  # serve_fixtures.webm_video's frames per second
+
+
+def clip_frames(data: bytes) -> tuple[list[int], list[float], tuple[int, int]]:
+    """Which source frame each frame of a clip shows (media.frame_index), its time from the clip's start, and the
+    clip's size."""
+    with av.open(io.BytesIO(data)) as container:
+        frames = list(container.decode(container.streams.video[0]))
+    times = [float(frame.time - frames[0].time) for frame in frames]
+    shown = [frame_index(frame.to_ndarray(format="rgb24")) for frame in frames]
+    return shown, times, (frames[0].width, frames[0].height)
+
+
+def source_frames(name: str, start: float, end: float) -> list[int]:
+    """The levels the source's frames in [start, end) show: clip{i}.webm starts at level 3 i (the fixture)."""
+    shift = 3 * int(Path(name).stem.removeprefix("clip"))
+    return [(i + shift) % LEVELS for i in range(round(start * RATE), round(end * RATE))]
+
+
+def test_a_clip_is_exactly_the_segments_frames(served):
+    client, _ = served
+    results = search(client, k=5)["results"]
+    hits = [hit for result in results for hit in (result, *result["other_hits"])][:8]
+    assert any(hit["start"] > 0 for hit in hits)
+    for hit in hits:
+        response = client.get(hit["clip_url"])
+        assert response.status_code == 200
+        assert "attachment" in response.headers["content-disposition"]
+        shown, times, _ = clip_frames(response.content)
+        assert shown == source_frames(hit["video"], hit["start"], hit["end"]), hit
+        assert times == pytest.approx([i / RATE for i in range(len(shown))])
+
+
+def test_a_clip_that_starts_between_keyframes_is_re_encoded_scaled_down(served, tmp_path):
+    from cmadapter.serve.clips import export_clip
+
+    _, root = served
+    source = root / "videos" / "clip2.webm"  # 8 s, a keyframe every second, 64 x 48
+    assert export_clip(source, 1.5, 3.25, tmp_path / "cut.webm", short_side=32) == "encode"
+    shown, times, size = clip_frames((tmp_path / "cut.webm").read_bytes())
+    assert shown == source_frames(source.name, 1.5, 3.25)
+    assert times == pytest.approx([i / RATE for i in range(len(shown))])
+    assert size == (42, 32)  # 64 x 48 scaled to a short side of 32, sizes even
+    assert export_clip(source, 2, 3, tmp_path / "copy.webm", short_side=32) == "copy"  # a copy keeps its size
+    assert clip_frames((tmp_path / "copy.webm").read_bytes())[2] == (64, 48)
+
+
+def test_a_segment_longer_than_the_clip_limit_is_cut_from_its_start(served):
+    from cmadapter.serve.exports import ClipLimits
+    from cmadapter.serve.media import MediaLibrary
+
+    _, root = served
+    library = MediaLibrary(root / "index", clips=ClipLimits(max_seconds=1.0))
+    try:
+        segment = library._store().segments([3])[0]  # 2 s long
+        opened = library.clip(3)
+        with open(opened.fd, "rb", closefd=False) as file:
+            shown, _, _ = clip_frames(file.read())
+        opened.close()
+        video = library.video(segment.file_id).path
+        assert shown == source_frames(video, segment.start, segment.start + 1.0)
+    finally:
+        library.close()
+
+
+def _blocking(monkeypatch, module, name: str):
+    """Replace ``module.name`` by a wrapper that counts calls and holds the first until ``release`` is set."""
+    real, calls, release = getattr(module, name), [], threading.Event()
+
+    def held(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            assert release.wait(30), "the test never released the first call"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, held)
+    return calls, release
+
+
+def _poll(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_concurrent_thumbnail_misses_for_one_segment_decode_it_once(served, monkeypatch):
+    from cmadapter.serve import media
+
+    _, root = served
+    library = media.MediaLibrary(root / "index")
+    decodes, release = _blocking(monkeypatch, media, "decode_points")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(library.thumbnail, 4, frame) for frame in (0, 1, 0, 1)]
+            _poll(lambda: library._flight.callers() == 4)  # all four waiting on the one decode
+            release.set()
+            jpegs = [answer.result(timeout=30) for answer in answers]
+        assert len(decodes) == 1
+        assert jpegs[0] == jpegs[2] and jpegs[1] == jpegs[3] and jpegs[0] != jpegs[1]
+    finally:
+        release.set()
+        library.close()
+
+
+def test_concurrent_exports_of_one_segment_cut_it_once(served, monkeypatch):
+    from cmadapter.serve import media
+
+    _, root = served
+    library = media.MediaLibrary(root / "index")
+    cuts, release = _blocking(monkeypatch, media, "export_clip")
+    try:
+        with ThreadPoolExecutor(3) as pool:
+            answers = [pool.submit(library.clip, 5) for _ in range(3)]
+            _poll(lambda: library.exports._flight.callers() == 3)
+            release.set()
+            opened = [answer.result(timeout=30) for answer in answers]
+        assert len(cuts) == 1
+        assert len({os.fstat(o.fd).st_ino for o in opened}) == 1  # the same file, three times
+        for o in opened:
+            o.close()
+    finally:
+        release.set()
+        library.close()
+
+
+def test_exports_beyond_the_running_limit_wait_then_get_503(served, monkeypatch):
+    from cmadapter.serve import media
+    from cmadapter.serve.exports import ClipLimits
+
+    client, _ = served
+    options = ServeOptions(allowed_hosts=("testserver",), clips=ClipLimits(encoders=1, wait_seconds=0.2))
+    app = create_app(client.app.state.index, options=options)  # the loaded index, its own exports
+    cuts, release = _blocking(monkeypatch, media, "export_clip")
+    try:
+        with ThreadPoolExecutor(1) as pool, TestClient(app) as limited:
+            first = pool.submit(limited.get, "/api/clip/6")
+            _poll(lambda: len(cuts) == 1)  # the one slot is taken
+            began = time.monotonic()
+            busy = limited.get("/api/clip/7")
+            waited = time.monotonic() - began
+            release.set()
+            assert first.result(timeout=30).status_code == 200
+        assert busy.status_code == 503 and busy.headers["retry-after"]
+        assert "1 clip exports are already running" in busy.json()["detail"]
+        assert waited >= 0.2
+        assert len(cuts) == 1  # the refused one never started
+    finally:
+        release.set()
+
+
+def test_the_clip_cache_keeps_its_byte_bound_evicting_the_least_recently_used(served):
+    from cmadapter.serve.exports import ClipLimits
+    from cmadapter.serve.media import MediaLibrary
+
+    _, root = served
+    sizes = {}
+    library = MediaLibrary(root / "index")
+    for segment in (8, 9, 10):
+        opened = library.clip(segment)
+        sizes[segment] = opened.size
+        opened.close()
+    library.close()
+    bound = max(sizes[8] + sizes[9], sizes[8] + sizes[10])  # two fit, three do not
+    library = MediaLibrary(root / "index", clips=ClipLimits(cache_bytes=bound))
+    try:
+        kept = lambda: {p.name for p in library.exports.folder.iterdir()}
+        first = library.clip(8)
+        (name8,) = kept()
+        library.clip(9).close()
+        (name9,) = kept() - {name8}
+        library.clip(8).close()  # used again: now the most recent
+        library.clip(10).close()
+        (name10,) = kept() - {name8, name9}
+        assert kept() == {name8, name10}  # 9, the least recently used, went
+        assert library.exports.stored_bytes == sizes[8] + sizes[10] <= bound
+        # A download already open keeps reading its file; an evicted clip is made again on demand.
+        with open(first.fd, "rb", closefd=False) as file:
+            assert len(file.read()) == sizes[8]
+        first.close()
+        again = library.clip(9)
+        assert again.size == sizes[9]
+        again.close()
+    finally:
+        library.close()

