@@ -5,42 +5,33 @@ import json
 import pytest
 
 from cmadapter.demo.pretrain import PretrainConfig
-from cmadapter.demo.run import DemoSettings, run_demo
 from cmadapter.demo.synthetic import SyntheticConfig
 
 
-def test_the_adapter_beats_zero_shot_on_the_demo_task(tmp_path, capsys):
+def test_the_adapter_beats_zero_shot_on_the_demo_task(small_demo, capsys):
+    """On the shared reduced demo (tests/conftest.py: 60 training and 30 test videos, seed 0, a stills domain)."""
     from cmadapter.cli import main
-    from cmadapter.demo.domains import StillsDomain
-    from cmadapter.demo.images import ImageTaskConfig
 
-    settings = DemoSettings(
-        synthetic=SyntheticConfig(num_train=60, num_test=30),
-        pretrain=PretrainConfig.quick(steps=100),
-        epochs=10,
-    )
-    stills = StillsDomain(images=ImageTaskConfig(num_train=64, num_test=12), epochs=2)
-    methods = ("zero-shot", "cross-modal")
-    results = run_demo(tmp_path, settings=settings, seed=0, methods=methods, domains=stills, progress=False)
+    out, results = small_demo
     methods = results["methods"]
     zero, adapter = methods["zero-shot"], methods["cross-modal"]
     # What must hold on any CPU and seed: far above zero-shot with under 1%
     # of the parameters. The exact figures move with the CPU's kernels, so none is asserted.
     assert adapter["t2v"]["R1"] > zero["t2v"]["R1"] + 10, (zero["t2v"], adapter["t2v"])
     assert 0 < adapter["trainable_params"] < 0.01 * adapter["total_params"]
-    saved = json.loads((tmp_path / "results.json").read_text())
+    saved = json.loads((out / "results.json").read_text())
     assert saved["seed"] == 0 and saved["settings"]["pretrain"]["seed"] == 0  # one seed for every stage
     assert {"cpu", "bf16_path", "cpu_capability", "torch"} <= set(saved["machine"])
     assert saved["machine"]["bf16_path"] in ("AMX", "AVX512-BF16", "none")
-    assert json.loads((tmp_path / "custom" / "seed0" / "results.json").read_text()) == saved
+    assert json.loads((out / "custom" / "seed0" / "results.json").read_text()) == saved
     for name in ("zero-shot", "cross-modal"):
         row = saved["methods"][name]
         assert {"trainable_params", "total_params", "t2v", "v2t", "train_seconds", "peak_memory_mb"} <= set(row)
         assert {"R1", "R5", "R10", "MdR", "MnR"} <= set(row["t2v"]) & set(row["v2t"])
         assert row["peak_memory_mb"] > 0
-    assert (tmp_path / "results.md").read_text().count("|") > 20
-    assert (tmp_path / "recall_vs_params.png").stat().st_size > 10_000
-    assert list((tmp_path / "custom" / "seed0" / "runs" / "cross-modal").glob("events.out.tfevents*"))
+    assert (out / "results.md").read_text().count("|") > 20
+    assert (out / "recall_vs_params.png").stat().st_size > 10_000
+    assert list((out / "custom" / "seed0" / "runs" / "cross-modal").glob("events.out.tfevents*"))
 
     # The search index of the test videos ranks each caption's own video first at least as often as
     # `eval` says (text->video R@1), computed both ways from the same trained adapter.
@@ -62,14 +53,12 @@ def test_the_adapter_beats_zero_shot_on_the_demo_task(tmp_path, capsys):
     # The diagonal is each run's own test figure, through the same evaluation code.
     assert two["t2v_R1"]["videos"]["videos"] == pytest.approx(adapter["t2v"]["R1"])
     assert two["t2v_R1"]["zero-shot"]["videos"] == pytest.approx(zero["t2v"]["R1"])
-    stills_run = json.loads(
-        (tmp_path / "custom" / "seed0" / "domains" / "stills-cross-modal" / "metrics.json").read_text()
-    )
+    stills_run = json.loads((out / "custom" / "seed0" / "domains" / "stills-cross-modal" / "metrics.json").read_text())
     assert two["t2v_R1"]["stills"]["stills"] == pytest.approx(stills_run["test"]["t2v"]["R1"])
     assert stills_run["dataset"] == "flickr30k" and two["test_items"] == {"videos": 30, "stills": 12}
     index = two["index"]
     assert index["items"] == 42 and set(index["t2v_R1_by_search"]) == {"zero-shot", "videos", "stills"}
-    assert "One backbone, two domains" in (tmp_path / "results.md").read_text()
+    assert "One backbone, two domains" in (out / "results.md").read_text()
     # `search --adapter` switches between the two on the one index.
     capsys.readouterr()
     caption = "a picture of a red square, a blue circle and a white ring"
