@@ -187,6 +187,20 @@ def test_a_video_deleted_since_indexing_is_404_saying_so(served, tmp_path):
         moved.rename(path)
 
 
+def test_the_comparison_serves_the_baseline_its_own_index(served, tmp_path):
+    """`bench serve --against SRC --against-index OLD`: the --against code serves OLD (code that cannot read this
+    index's version); here OLD is missing, so only the baseline's run fails, and says where it looked."""
+    from cmadapter.bench.serve import THIS_CODE, ServeBenchSettings, compare
+    from cmadapter.errors import CmadapterError
+
+    _, root = served
+    old = tmp_path / "old-index"
+    settings = ServeBenchSettings(index=root / "index", queries=2, clients=(1,), k=2, against_index=old)
+    with pytest.raises(CmadapterError, match="the load run of") as failed:
+        compare(settings, THIS_CODE, threads=1)
+    assert "old-index" in str(failed.value)
+
+
 def test_the_server_never_writes_to_the_index(served):
     client, root = served
     index = root / "index"

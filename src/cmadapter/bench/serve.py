@@ -3,12 +3,14 @@
     cmadapter bench serve INDEX --clients 8                         # this code, in this process
     cmadapter bench serve INDEX --build                             # first make INDEX: ViT-B/32, random weights
     cmadapter bench serve INDEX --clients 1,8,32 --against /old/checkout/src --rounds 2
+    cmadapter bench serve INDEX --against /old/checkout/src --against-index OLD_INDEX    # an older index version
 
 The clients are threads sending ``/api/search`` requests over HTTP (``serve_load.py``), so the figures include
 HTTP, JSON and the server's thread pool, not only the search; every request asks for different words. With
 ``--against SRC`` each round runs this code and the code under SRC in fresh processes, one after the other (the
 order alternating between rounds), each with the same load script and the same torch threads, and reports both,
-with their CPU time per query.
+with their CPU time per query. Code that cannot read this code's index version serves ``--against-index``, the
+same videos indexed by that code with the same weights.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class ServeBenchSettings:
     clients: int | tuple[int, ...] = 8
     k: int = 10
     timeout: float = 120.0
+    against_index: Path | None = None  # the baseline's own index, when it cannot read ``index``
 
 
 def benchmark(settings: ServeBenchSettings) -> dict:
@@ -64,10 +67,12 @@ def compare(settings: ServeBenchSettings, against: Path, *, rounds: int = 1, thr
     for round_number in range(rounds):
         order = list(codes) if round_number % 2 == 0 else list(reversed(codes))
         for name in order:
-            runs[name].append(_run_child(codes[name], settings, clients, threads))
+            index = settings.against_index if name == "baseline" and settings.against_index else settings.index
+            runs[name].append(_run_child(codes[name], index, settings, clients, threads))
     return {
         "machine": describe_machine(torch.device("cpu")),
         "index": str(settings.index),
+        "baseline_index": str(settings.against_index or settings.index),
         "codes": {name: str(path) for name, path in codes.items()},
         "rounds": rounds,
         "torch_threads": threads,
@@ -76,9 +81,9 @@ def compare(settings: ServeBenchSettings, against: Path, *, rounds: int = 1, thr
     }
 
 
-def _run_child(code: Path, settings: ServeBenchSettings, clients, threads: int | None) -> dict:
+def _run_child(code: Path, index: Path, settings: ServeBenchSettings, clients, threads: int | None) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code)}
-    command = [sys.executable, str(LOAD_SCRIPT), str(settings.index), "--clients", ",".join(map(str, clients))]
+    command = [sys.executable, str(LOAD_SCRIPT), str(index), "--clients", ",".join(map(str, clients))]
     command += ["--queries", str(settings.queries), "-k", str(settings.k)]
     if threads:
         command += ["--threads", str(threads)]

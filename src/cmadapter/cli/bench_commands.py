@@ -179,7 +179,17 @@ def run_bench_serve(args: argparse.Namespace) -> int:
         raise CmadapterError(f"--clients takes client counts like 1,8,32, got {args.clients!r}") from None
     if args.build and not (Path(args.index) / "index.sqlite").is_file():
         build_bench_index(Path(args.index), videos=args.videos, backbone=args.backbone)
-    settings = ServeBenchSettings(index=Path(args.index), queries=args.queries, clients=clients, k=args.k)
+    if args.against_index and not args.against:
+        raise CmadapterError("--against-index is the index the --against code serves: give --against too")
+    if args.against_index and not (Path(args.against_index) / "index.sqlite").is_file():
+        raise CmadapterError(f"--against-index {args.against_index}: no index.sqlite there")
+    settings = ServeBenchSettings(
+        index=Path(args.index),
+        queries=args.queries,
+        clients=clients,
+        k=args.k,
+        against_index=Path(args.against_index) if args.against_index else None,
+    )
     if args.against:
         report = compare(settings, Path(args.against), rounds=args.rounds, threads=args.threads)
         errors = sum(row[name]["errors"] for row in report["summary"] for name in ("this", "baseline"))
@@ -293,6 +303,12 @@ def add_bench(sub) -> None:
     s.add_argument("--clients", default="8", help="concurrent clients, comma-separated counts (1,8,32)")
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--against", default=None, metavar="SRC", help="also run the code in this src folder, back to back")
+    s.add_argument(
+        "--against-index",
+        default=None,
+        metavar="INDEX",
+        help="with --against: the index that code serves, when it cannot read INDEX's version (same videos, weights)",
+    )
     s.add_argument("--rounds", type=int, default=1, help="with --against: runs of each code, alternating")
     s.add_argument("--threads", type=int, default=None, help="with --against: torch threads in both servers")
     s.add_argument(

