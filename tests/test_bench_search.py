@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from cmadapter.bench.search import SearchBenchSettings, benchmark
@@ -52,6 +53,7 @@ def test_stage_two_reads_fewer_bytes_from_chunks_than_whole_files(tmp_path):
     assert result["version_1_bytes_per_query"] >= 300 * 32 * 2 and result["bytes_ratio"] > 2
 
 
+@pytest.mark.slow
 def test_bench_index_measures_peak_memory_per_video_length(tmp_path, tiny_weights, capsys):
     argv = ["bench", "index", "--minutes", "0.05,0.1", "--pretrained", str(tiny_weights), "--precision", "fp32",
             "--workdir", str(tmp_path), "--long-minutes", "0.2", "--rerun-files", "30", "--json"]  # fmt: skip
@@ -82,3 +84,18 @@ def test_bench_index_compares_cheaper_ways_of_indexing_with_the_plain_one(tmp_pa
     assert rows["skip 1"]["skipped"] == 0  # greys 10 levels apart: nothing alike
     assert rows["skip 1000"]["skipped"] == 4 + 3 - 2  # every frame but each file's first
     assert 0 <= rows["skip 1000"]["t2v_R1"] <= 100
+
+
+@pytest.mark.slow
+def test_without_weights_every_variant_uses_the_same_random_backbone(tmp_path, capsys):
+    """Random weights (no --pretrained) are drawn once: a variant that encodes every frame equals the plain one."""
+    folder = tmp_path / "videos"
+    video(folder / "a.mp4", 3)
+    captions = tmp_path / "captions.tsv"
+    captions.write_text("a\ta grey picture\n")
+    argv = ["bench", "index", "--parts", "skip", "--skip-levels", "0.001", str(folder), "--captions", str(captions),
+            "--backbone", "ViT-B-32-quickgelu", "--workdir", str(tmp_path), "--json"]  # fmt: skip
+    assert main(argv) == 0
+    rows = {r["variant"]: r for r in json.loads(capsys.readouterr().out)["agreement"]["rows"]}
+    assert rows["skip 0.001"]["skipped"] == 0
+    assert rows["skip 0.001"]["cosine_min"] > 0.9999, rows

@@ -37,6 +37,8 @@ def agreement(
 ) -> dict:
     """Each of ``variants`` (name -> options) against the first (the plain way)."""
     with tempfile.TemporaryDirectory(dir=workdir, prefix="bench-variants-") as tmp:
+        if pretrained is None:  # random weights: one draw for every variant (each build would make its own)
+            pretrained, backbone = _random_weights(backbone, Path(tmp) / "random-weights.pt"), None
         built, skipped = {}, {}
         for name, options in variants.items():
             out = Path(tmp) / name
@@ -69,6 +71,16 @@ def agreement(
                     }
                 )
     return {"rows": rows, "captions": len(captions), "plain": plain}
+
+
+def _random_weights(backbone: str, path: Path) -> str:
+    import open_clip
+    import torch
+
+    torch.manual_seed(0)
+    model = open_clip.create_model(backbone, pretrained=None, precision="fp32")
+    torch.save(model.state_dict(), path)
+    return str(path)
 
 
 def _frame_cosines(first: Path, second: Path) -> dict[str, np.ndarray]:
