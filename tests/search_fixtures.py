@@ -96,10 +96,10 @@ def index_contents(root: Path) -> dict:
 
 def count_encoded(monkeypatch) -> list[int]:
     """Frames decoded and encoded per file by index runs (a file comes back once, with every adapter it missed)."""
-    from cmadapter.search import build as build_module
+    from cmadapter.search import pipeline as pipeline_module  # build imports it when it has work
 
     calls = []
-    real = build_module.encode_works
+    real = pipeline_module.encode_works
 
     def counting(*args, **kwargs):
         for work, outcome in real(*args, **kwargs):
@@ -107,5 +107,5 @@ def count_encoded(monkeypatch) -> list[int]:
                 calls.append(len(outcome.times))
             yield work, outcome
 
-    monkeypatch.setattr(build_module, "encode_works", counting)
+    monkeypatch.setattr(pipeline_module, "encode_works", counting)
     return calls

@@ -24,7 +24,7 @@ import pytest
 
 from cmadapter.cli import main
 from cmadapter.search import api as api_module
-from cmadapter.search import build as build_module
+from cmadapter.search import encoder as encoder_module
 from cmadapter.search import pipeline as pipeline_module
 from cmadapter.search.api import MAX_CANDIDATES, VideoIndex
 from cmadapter.search.build import BuildOptions, build_index
@@ -114,6 +114,7 @@ ODD_NAMES = [
 ]
 
 
+@pytest.mark.slow
 def test_names_that_are_not_utf8_are_indexed_searched_and_served(tmp_path, tiny_weights):
     folder = tmp_path / "videos"
     for i, name in enumerate(ODD_NAMES):
@@ -260,6 +261,7 @@ def test_a_file_that_runs_keep_dying_on_becomes_a_problem(folder, tmp_path, tiny
     assert build_index([folder], out, options=QUIET).files == 3
 
 
+@pytest.mark.slow
 def test_a_long_video_is_encoded_in_memory_that_does_not_grow_with_its_length(tmp_path, tiny_weights, monkeypatch):
     model = load_model(None, str(tiny_weights), {})
     real = pipeline_module.encode_with_adapters
@@ -456,6 +458,23 @@ def test_frames_like_the_last_encoded_one_reuse_its_features(tmp_path, tiny_weig
         assert [name for name, _, _ in ranking(a, "grey")] == [name for name, _, _ in ranking(b, "grey")]
 
 
+def test_a_rerun_with_nothing_to_do_starts_without_torch(folder, tmp_path, tiny_weights):
+    """`cmadapter index` with nothing new plans from the index alone: torch (3 s and 600 MB to import on these
+    machines) is never imported, so the rerun takes under a second."""
+    out = tmp_path / "index"
+    build_index([folder], out, pretrained=str(tiny_weights), options=QUIET)
+    code = (
+        "import sys; from cmadapter.cli import main; "
+        f"code = main(['index', {str(folder)!r}, '--out', {str(out)!r}, '--quiet', '--json']); "
+        "print('torch' in sys.modules, code)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-2])
+    assert report["unchanged"] == 3 and not report["model_loaded"]
+    assert done.stdout.splitlines()[-1] == "False 0", done.stdout
+
+
 def test_a_rerun_with_nothing_to_do_never_loads_the_model(folder, tmp_path, tiny_weights, monkeypatch):
     out = tmp_path / "index"
     build_index([folder], out, pretrained=str(tiny_weights), options=QUIET)
@@ -463,7 +482,7 @@ def test_a_rerun_with_nothing_to_do_never_loads_the_model(folder, tmp_path, tiny
     def no_model(*args, **kwargs):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(build_module, "load_model", no_model)
+    monkeypatch.setattr(encoder_module, "load_model", no_model)  # what build imports when it needs the model
     report = build_index([folder], out, options=QUIET)
     assert report.unchanged == 3 and not report.model_loaded
     (folder / "c.mp4").unlink()

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..search.encoder import ZERO_SHOT, segment_vectors
+from ..search.encoder import ZERO_SHOT
 from ..search.faiss_index import AnnIndex
 from ..search.schema import Stamp, frame_chunk_for
-from ..search.segments import Segment, segment_ranges
+from ..search.segments import Segment, segment_ranges, segment_vectors
 from ..search.store import IndexStore
 
 

@@ -24,23 +24,27 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
+from ..evaluation.tables import ZERO_SHOT
 from ..files import atomic_path
-from ..precision import resolve_precision
 from ..video.sampling import exact
 from .adapter_files import adapter_path, file_sha256, unused_adapter_files
-from .encoder import ZERO_SHOT, Encoded, encode_file, load_model, segment_vectors
 from .errors import SearchError
 from .faiss_index import AnnIndex, default_factory, describe_saved
 from .files import find_media
 from .lock import index_lock
-from .pipeline import PipelineOptions, encode_works
 from .plan import BuildReport, Work, plan, record_problem
 from .schema import frame_chunk_for
-from .segments import Segment, frames_in, segment_ranges
+from .segments import Segment, frames_in, segment_ranges, segment_vectors
 from .store import IndexStore
+
+if TYPE_CHECKING:  # torch comes in with the encoder, only once there is something to encode (a rerun that
+    # finds nothing new starts in a fraction of the time)
+    from .encoder import Encoded
+    from .pipeline import PipelineOptions
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +128,8 @@ class _Model:
     def get(self):
         if self.model is None:
             began = time.perf_counter()
+            from .encoder import load_model
+
             self.model = load_model(self.settings["backbone"], self.settings["pretrained"], {}, self.device)
             self.report.model_loaded = True
             self.report.seconds["load"] += time.perf_counter() - began
@@ -148,6 +154,8 @@ def _settings(store: IndexStore, options: BuildOptions, backbone, pretrained) ->
         stride = options.stride or window / 2
         if backbone is None and pretrained is None:
             raise SearchError("a new index needs a backbone: --pretrained WEIGHTS or --backbone NAME")
+        from ..precision import resolve_precision  # torch: only for a new index
+
         settings = {
             "fps": str(exact(fps)),
             "window": window,
@@ -202,6 +210,8 @@ def _register_adapters(store, out: Path, model: _Model, adapters: dict, zero_sho
 
 
 def _update(store, out: Path, model: _Model, works: list[Work], settings, options, report, on_file, runner) -> None:
+    from .pipeline import PipelineOptions, encode_works
+
     rate = exact(settings["fps"])
     adapters = store.adapters()
     marks = _AttemptMarks(out)
@@ -281,6 +291,8 @@ class _AttemptMarks:
 
 
 def _complete(model, work: Work, encoded: Encoded, rate, all_adapters: list[str], options: PipelineOptions) -> Encoded:
+    from .encoder import encode_file
+
     """The file decodes differently than when it was indexed (another decoder?): its row is replaced, so every
     adapter needs these frames, not only the missing ones."""
     others = [a for a in all_adapters if a not in encoded.features]

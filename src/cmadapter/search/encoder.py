@@ -108,13 +108,6 @@ def decode_item(path: str | Path, kind: str, rate: Fraction, image_size: int) ->
     return decode_clip(path, rate, image_size, lambda count: list(range(count)), video_id=None)
 
 
-def segment_vectors(features: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
-    """Stage-1 vector of each segment: the mean of its frames' features, L2-normalised (float32 [S, D])."""
-    frames = features.astype(np.float32)
-    means = np.stack([frames[first:stop].mean(axis=0) for first, stop in ranges])
-    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
-
-
 @torch.no_grad()
 def encode_query(model, text: str, precision: str) -> torch.Tensor:
     """The text feature [D] (float32) of one query with the model's active adapter."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import SearchError
 
 
@@ -40,3 +42,10 @@ def segment_ranges(frame_count: int, window: int, stride: int) -> list[Segment]:
     if starts[-1] + window < frame_count:
         starts.append(frame_count - window)
     return [Segment(s, s + window) for s in starts]
+
+
+def segment_vectors(features: np.ndarray, ranges: list[tuple[int, int]]) -> np.ndarray:
+    """Stage-1 vector of each segment: the mean of its frames' features, L2-normalised (float32 [S, D])."""
+    frames = features.astype(np.float32)
+    means = np.stack([frames[first:stop].mean(axis=0) for first, stop in ranges])
+    return means / np.maximum(np.linalg.norm(means, axis=1, keepdims=True), 1e-12)
