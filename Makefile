@@ -9,7 +9,7 @@ TEST_WORKERS ?= 2
 # ~4,900 a run imports on first use (15 s) and keeps them, which it cannot while this is set.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: demo test lint format clean browser gpu-check
+.PHONY: demo test test-fast lint format clean browser gpu-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP) browser
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m ruff format --check src tests benchmarks
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+# The edit loop: every test not marked slow (no training run, trained demo, torchrun, Ray or browser).
+# `make test` (CI) still runs them all.
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow" $(PYTEST_ARGS)
 
 # Browser tests drive Debian's chromium (Playwright's own download is unreachable): installed when missing
 # and we are root; otherwise those tests skip and say how to install it.

@@ -32,6 +32,9 @@ def pytest_collection_modifyitems(config, items):
             group = xdist_group_of(item)
             if group is not None:
                 item.add_marker(pytest.mark.xdist_group(group))
+    for item in items:  # what needs a trained demo or a browser is slow whatever its own body costs
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
@@ -53,6 +56,9 @@ def pytest_collection_finish(session):
             stacklevel=1,
         )
 
+
+# Fixtures that make every test using them slow (`make test-fast` leaves them out).
+SLOW_FIXTURES = {"small_demo", "browser"}
 
 # Session fixtures that are expensive and used by tests of several modules: their tests run on one worker.
 SHARED_SESSION_FIXTURES = ("small_demo",)

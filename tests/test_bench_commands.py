@@ -14,6 +14,7 @@ def run_json(capsys, *args):
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_train_step_reports_every_method_against_full(capsys, tiny_weights):
     report = run_json(
         capsys,

@@ -54,6 +54,7 @@ def test_convert_official_command(tmp_path, capsys):
     assert out.is_file()
 
 
+@pytest.mark.slow
 def test_console_script_runs():
     result = subprocess.run(
         [sys.executable, "-m", "cmadapter", "info", "--backbone", "nope"], capture_output=True, text=True
@@ -61,6 +62,7 @@ def test_console_script_runs():
     assert result.returncode == 2 and "unknown backbone 'nope'" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(tiny_weights):
     """`cmadapter info | head -0`: the reader is gone before anything is written; no traceback follows."""
     process = subprocess.Popen(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="pip install 'cmadapter[ray]'")
+pytestmark = pytest.mark.slow  # a local Ray starts once for the module (~10 s), and each test runs jobs on it
 
 from cmadapter.cluster.prepare import prepare_on_ray  # noqa: E402
 from cmadapter.video.cache import PrepareOptions, prepare_cache, read_report  # noqa: E402

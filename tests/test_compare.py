@@ -27,6 +27,7 @@ def test_a_size_sweep_applies_where_the_method_has_the_option():
         plan_runs(["cross-modal"], {"r": [4, 4]})
 
 
+@pytest.mark.slow
 def test_compare_writes_the_table_and_plots_and_reuses_finished_runs(tmp_path, tiny_weights, capsys):
     config, _ = tiny_msrvtt_run(tmp_path, tiny_weights)
     out = tmp_path / "comparison"

@@ -45,6 +45,7 @@ def one_line_error(err: str) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_the_recipe_with_a_bad_batch_size_fails_at_once_offline_without_data(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "XDG_CACHE_HOME": str(tmp_path)}
     result = subprocess.run(

@@ -68,6 +68,7 @@ def test_the_adapter_beats_zero_shot_on_the_demo_task(small_demo, capsys):
         assert found["adapter"] == adapter and len(found["results"]) == 2
 
 
+@pytest.mark.slow
 def test_the_adapter_beats_zero_shot_on_the_image_task(tmp_path):
     """`demo --images` at a reduced size: stills in Karpathy's Flickr30K layout, five captions per image."""
     from cmadapter.demo.images import ImageDemoSettings, ImageTaskConfig

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from cmadapter.bench.gpu_check import Runner, Step, StepResult, bench_step
 from cmadapter.bench.gpu_report import write_report
 from cmadapter.cli import main
@@ -14,6 +16,7 @@ from cmadapter.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_dry_run_checks_every_command_and_skips_every_cuda_test(tmp_path):
     out = tmp_path / "gpu"
     script = ["bash", str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", "--python", sys.executable]
@@ -46,6 +49,7 @@ def test_a_bad_command_fails_the_dry_run(tmp_path):
     assert result.status == "failed" and "unrecognized arguments" in result.output
 
 
+@pytest.mark.slow
 def test_a_step_past_its_limit_is_killed_with_its_children(tmp_path):
     pid_file = tmp_path / "child.pid"
     code = (
@@ -67,6 +71,7 @@ def test_steps_beyond_the_budget_are_skipped_and_said(tmp_path):
     assert result.status == "skipped" and "budget" in result.note
 
 
+@pytest.mark.slow
 def test_report_tables_come_from_the_benchmarks_output(tmp_path, tiny_weights, capsys):
     args = ["--pretrained", str(tiny_weights), "--frames", "2", "--json", "--device", "cpu"]
     assert main(["bench", "train-step", "--methods", "full,cross-modal", "--precision", "fp32", "--batch", "2",

@@ -88,6 +88,7 @@ def test_malformed_karpathy_entries_name_the_file_and_entry(tmp_path, entry, mes
         load_split("flickr30k", folder, "test")
 
 
+@pytest.mark.slow
 def test_eval_on_a_karpathy_fixture_prints_both_directions_and_rsum(tmp_path, tiny_weights, capsys):
     images = tmp_path / "flickr30k-images"
     images.mkdir()

@@ -88,6 +88,7 @@ def test_backbone_from_an_archive_gives_the_features_it_gave_before(tmp_path):
         assert torch.equal(now.encode_text(tokens), before.encode_text(tokens))
 
 
+@pytest.mark.slow
 def test_the_harmful_archive_does_write_its_file_under_torch_jit_load(harmful_archive):
     path, target = harmful_archive  # so the tests below can fail
     code = f"import torch; torch.jit.load({str(path)!r})"

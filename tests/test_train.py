@@ -73,6 +73,7 @@ def assert_same_tensors(a: Path, b: Path) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("save_every", "kill_after", "resumed_from", "optim"),
     [
@@ -112,6 +113,7 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tiny_weigh
     assert_same_first_step(tmp_path / "one" / "grads.pt", tmp_path / "two" / "grads.pt", world_size=2)
 
 
+@pytest.mark.slow
 def test_peak_memory_is_the_process_own_not_its_parents():
     # A child started by a large parent must not inherit the parent's peak (ru_maxrss survives exec on Linux).
     ballast = bytearray(600 * 2**20)  # the parent grows by 600 MB
