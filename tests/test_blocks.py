@@ -124,6 +124,7 @@ def assert_same_features_and_gradients(result, reference):
 )
 def test_last_image_block_computing_the_class_token_alone_changes_nothing(tiny_weights, method, options):
     """The image tower's last block keeps only the class token: features and gradients as with every token."""
+    torch.manual_seed(0)  # as in the text tower's test below: independent of the tests before it
     model = build_model(pretrained=tiny_weights, method=method, **options)
     perturb(model.method, seed=3)
     blocks = model.backbone.vision_blocks
@@ -154,6 +155,10 @@ def test_last_text_block_computing_the_pooled_token_alone_changes_nothing(tiny_w
     import cmadapter.model
     from cmadapter.blocks import run_blocks
 
+    # Some methods draw their initial tensors from the global generator: seeded, the test does not depend on which
+    # tests ran before it on this worker (for one draw in twelve the float32 sums of vl-prompt's gradients
+    # differed by 6e-6 beyond the tolerance, which is rounding, not a change the pruning makes).
+    torch.manual_seed(0)
     model = build_model(pretrained=tiny_weights, method=method, **options)
     perturb(model.method, seed=5)
     tokens = model.tokenize(["a red square", "a blue circle moves to the left", "two shapes"])

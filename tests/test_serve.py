@@ -187,6 +187,7 @@ def test_a_video_deleted_since_indexing_is_404_saying_so(served, tmp_path):
         moved.rename(path)
 
 
+@pytest.mark.slow  # two load runs in fresh processes
 def test_the_comparison_serves_the_baseline_its_own_index(served, tmp_path):
     """`bench serve --against SRC --against-index OLD`: the --against code serves OLD (code that cannot read this
     index's version); here OLD is missing, so only the baseline's run fails, and says where it looked."""
