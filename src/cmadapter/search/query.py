@@ -105,25 +105,25 @@ def two_stage(
 
 def pad_frames(blocks: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack frame blocks of different lengths into float32 [C, F, D] with a mask [C, F]."""
-    longest = max(len(b) for b in blocks)
-    out = torch.zeros(len(blocks), longest, blocks[0].shape[1])
-    mask = torch.zeros(len(blocks), longest, dtype=torch.bool)
-    for row, block in enumerate(blocks):
-        out[row, : len(block)] = torch.from_numpy(block.astype(np.float32))
-        mask[row, : len(block)] = True
-    return out, mask
+    lengths = np.fromiter((len(b) for b in blocks), np.int64, len(blocks))
+    out = np.zeros((len(blocks), int(lengths.max()), blocks[0].shape[1]), np.float32)
+    for row, block in enumerate(blocks):  # numpy converts fp16 rows in place (no tensor per candidate)
+        out[row, : len(block)] = block
+    mask = np.arange(out.shape[1])[None, :] < lengths[:, None]
+    return torch.from_numpy(out), torch.from_numpy(mask)
 
 
 def group_by_video(store, ids: np.ndarray, cosine, weights, rows: dict[int, SegmentRow]) -> list[VideoResult]:
     """Ranked segments grouped by video, best first: each video's best segment and its other hits. ``rows``: the
     segment rows stage 2 read (every id is among them); ``store`` gives the files' rows."""
     by_video: dict[int, VideoResult] = {}
-    files: dict[int, FileRow] = {}
-    for segment_id, score, frame_weights in zip(ids.tolist(), cosine.tolist(), weights):
+    files: dict[int, tuple[FileRow, list[float]]] = {}  # each file's row and frame times, read once
+    for segment_id, score, frame_weights in zip(ids.tolist(), cosine.tolist(), weights.tolist()):
         row = rows[segment_id]
         if row.file_id not in files:
-            files[row.file_id] = store.file(row.file_id)
-        hit = _hit(row, files[row.file_id], score, frame_weights)
+            file = store.file(row.file_id)
+            files[row.file_id] = file, file.times.tolist()
+        hit = _hit(row, *files[row.file_id], score, frame_weights)
         if row.file_id in by_video:
             by_video[row.file_id].others.append(hit)
         else:
@@ -131,10 +131,11 @@ def group_by_video(store, ids: np.ndarray, cosine, weights, rows: dict[int, Segm
     return list(by_video.values())
 
 
-def _hit(row: SegmentRow, file: FileRow, score: float, frame_weights: torch.Tensor) -> SearchHit:
-    count = row.stop - row.first
-    weights = frame_weights[:count].tolist()
-    times = file.times[row.first : row.stop].tolist()
+def _hit(
+    row: SegmentRow, file: FileRow, file_times: list[float], score: float, frame_weights: list[float]
+) -> SearchHit:
+    weights = frame_weights[: row.stop - row.first]
+    times = file_times[row.first : row.stop]
     return SearchHit(
         segment_id=row.id,
         video_id=row.file_id,
@@ -142,7 +143,7 @@ def _hit(row: SegmentRow, file: FileRow, score: float, frame_weights: torch.Tens
         start=row.start,
         end=row.end,
         score=score,
-        best_frame_time=times[int(np.argmax(weights))],
+        best_frame_time=times[weights.index(max(weights))],  # the first of equal weights, as argmax
         frame_times=times,
         frame_weights=weights,
         kind=file.kind,
