@@ -18,6 +18,7 @@ import numpy as np
 from ..search.api import VideoIndex
 from ..search.build import BuildOptions, build_index
 from ..search.store import IndexStore
+from .random_weights import save_random_weights
 
 
 def read_captions(path: str | Path) -> list[tuple[str, str]]:
@@ -38,7 +39,7 @@ def agreement(
     """Each of ``variants`` (name -> options) against the first (the plain way)."""
     with tempfile.TemporaryDirectory(dir=workdir, prefix="bench-variants-") as tmp:
         if pretrained is None:  # random weights: one draw for every variant (each build would make its own)
-            pretrained, backbone = _random_weights(backbone, Path(tmp) / "random-weights.pt"), None
+            pretrained, backbone = str(save_random_weights(backbone, Path(tmp) / "random-weights.pt")), None
         built, skipped = {}, {}
         for name, options in variants.items():
             out = Path(tmp) / name
@@ -71,16 +72,6 @@ def agreement(
                     }
                 )
     return {"rows": rows, "captions": len(captions), "plain": plain}
-
-
-def _random_weights(backbone: str, path: Path) -> str:
-    import open_clip
-    import torch
-
-    torch.manual_seed(0)
-    model = open_clip.create_model(backbone, pretrained=None, precision="fp32")
-    torch.save(model.state_dict(), path)
-    return str(path)
 
 
 def _frame_cosines(first: Path, second: Path) -> dict[str, np.ndarray]:

@@ -116,16 +116,15 @@ def build_bench_index(index: Path, *, videos: int = 24, seconds: int = 30, backb
     """An index of ``videos`` synthetic clips (colour-block patterns at 1 fps) encoded by ``backbone`` with random
     weights, saved beside it (``weights.pt``) so that the server loads the very weights the frames were encoded with."""
     import av
-    import open_clip
 
     from ..search.api import VideoIndex
     from ..search.build import BuildOptions
+    from .random_weights import save_random_weights
 
     folder = Path(index).parent / f"{Path(index).name}-videos"
     weights = Path(index).parent / f"{Path(index).name}-weights.pt"
     if not weights.is_file():
-        torch.manual_seed(0)
-        torch.save(open_clip.create_model(backbone, pretrained=None, precision="fp32").state_dict(), weights)
+        save_random_weights(backbone, weights)
     for number in range(videos):
         path = folder / f"clip{number:03d}.mp4"
         if path.is_file():
