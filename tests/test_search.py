@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,3 +218,16 @@ def test_an_ivf_index_on_too_few_segments_says_so(folder, tmp_path, tiny_weights
     options = BuildOptions(factory="IVF1024,PQ8", progress=False)
     with pytest.raises(SearchError, match="needs at least 1024 segments"):
         VideoIndex.build([folder], tmp_path / "index", pretrained=str(tiny_weights), options=options)
+
+
+def test_candidates_of_different_lengths_are_padded_and_masked_exactly():
+    """A video's last segment can hold fewer frames: its padded rows are zeros and masked out, the rest kept."""
+    short = np.arange(2 * 4, dtype=np.float16).reshape(2, 4)
+    full = -np.arange(3 * 4, dtype=np.float16).reshape(3, 4)
+    frames, mask = pad_frames([short, full])
+    assert frames.dtype == torch.float32 and frames.shape == (2, 3, 4)
+    assert mask.tolist() == [[True, True, False], [True, True, True]]
+    assert torch.equal(frames[0, :2], torch.from_numpy(short.astype(np.float32)))
+    assert torch.equal(frames[0, 2], torch.zeros(4)) and torch.equal(
+        frames[1], torch.from_numpy(full.astype(np.float32))
+    )
