@@ -412,6 +412,47 @@ def test_a_video_that_changes_while_it_is_sent_is_cut_short_never_mixed(collecti
     assert body == original[: len(body)], "bytes of the changed file were sent"
 
 
+@pytest.mark.parametrize("change", ["rewritten in place", "shrunk"])
+@pytest.mark.parametrize("request_kind", ["GET first 100 bytes", "GET whole", "HEAD"])
+def test_a_video_that_changes_after_it_is_opened_but_before_its_first_byte_is_a_clean_404(
+    collection, change, request_kind
+):
+    """The window a soak run hit: the route's checks pass, the file is opened, then it changes before anything
+    is sent. The answer is a 404 with a reason, as for a file that changed a moment earlier, never a status
+    line and headers followed by a connection closed with no body."""
+    _, index = collection
+    app = create_app(index)
+    media = app.state.media
+    path = next(Path(p) for p in media._store().files() if p.endswith("long.mp4"))
+    original, before = path.read_bytes(), path.stat()
+    open_video = media.open_video
+
+    def open_then_change(video_id):
+        opened = open_video(video_id)
+        if change == "shrunk":
+            os.truncate(path, 100 // 2)
+        else:
+            path.write_bytes(bytes(255 - b for b in original))
+            os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+        return opened
+
+    media.open_video = open_then_change
+    method = "HEAD" if request_kind == "HEAD" else "GET"
+    headers = {**local(0), "Range": "bytes=0-99"} if request_kind == "GET first 100 bytes" else {}
+    try:
+        with running_server(app) as url:
+            port = urlsplit(url).port
+            headers = {**headers, **local(port)}
+            status, found, body = raw(port, f"/api/media/{ids(app)['video']}", headers, method=method)
+    finally:
+        path.write_bytes(original)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert status == 404, (status, found, body[:200])
+    if method == "GET":
+        assert "changed while it was being sent" in json.loads(body)["detail"]
+        assert int(found["content-length"]) == len(body)
+
+
 def test_a_video_whose_size_no_longer_matches_the_index_is_404(collection, servers):
     port, app = servers["default"]
     root, _ = collection

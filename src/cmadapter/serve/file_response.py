@@ -4,9 +4,10 @@ Starlette's ``FileResponse`` takes a path and opens it again when it sends; betw
 that open the file can be replaced, and a file rewritten while it is sent goes out half old, half new. Here
 the route opens the file once (``open_file``: ``fstat`` on the descriptor says it is a regular file of the
 size the caller expects), and every chunk is read from that descriptor with ``pread``. After each read
-``fstat`` must still give the size and mtime the response began with; if not (the file shrank, or was
-rewritten in place), the response stops before sending the changed bytes and the connection is closed
-(the client sees a body shorter than its Content-Length, never different bytes under the same headers).
+``fstat`` must still give the size and mtime the response began with. If not (the file shrank, or was
+rewritten in place) before the first chunk, the answer is a 404; after it, the response stops before
+sending the changed bytes and the connection is closed (the client sees a body shorter than its
+Content-Length, never different bytes under the same headers).
 A file replaced by a rename keeps being read whole: the descriptor holds the old one.
 """
 
@@ -23,7 +24,7 @@ from urllib.parse import quote
 
 import anyio
 from starlette.datastructures import Headers
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from ..errors import CmadapterError
@@ -111,17 +112,33 @@ class OpenFileResponse(Response):
             if chosen is not None:
                 status, (start, stop) = 206, chosen
                 headers["content-range"] = f"bytes {start}-{stop - 1}/{size}"
+        # The first chunk is read (and the descriptor checked) before the status goes out: a file that changed
+        # between the route's checks and here gets a clean 404, like one that changed a moment earlier, instead
+        # of headers followed by a cut connection. Only a change later than the first chunk cuts a body short.
+        first = b""
+        try:
+            if scope["method"] == "HEAD" or start == stop:
+                self._check_unchanged(0)
+            else:
+                first = await anyio.to_thread.run_sync(self._read, start, min(CHUNK_BYTES, stop - start))
+        except FileChangedWhileSending as exc:
+            await JSONResponse({"detail": str(exc)}, status_code=404)(scope, receive, send)
+            return
         headers["content-length"] = str(stop - start)
         await send({"type": "http.response.start", "status": status, "headers": headers.raw})
         if scope["method"] == "HEAD" or start == stop:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        if start + len(first) == stop:  # the whole body was the first chunk: nothing left to watch
+            await send({"type": "http.response.body", "body": first, "more_body": False})
             return
         failure: list[BaseException] = []
         async with anyio.create_task_group() as group:
 
             async def stream() -> None:
                 try:
-                    await self._send_body(send, start, stop)
+                    await send({"type": "http.response.body", "body": first, "more_body": True})
+                    await self._send_body(send, start + len(first), stop)
                 except FileChangedWhileSending as exc:
                     failure.append(exc)
                 group.cancel_scope.cancel()
@@ -144,13 +161,18 @@ class OpenFileResponse(Response):
 
     def _read(self, offset: int, count: int) -> bytes:
         data = os.pread(self.opened.fd, count, offset)
+        self._check_unchanged(count - len(data))
+        return data
+
+    def _check_unchanged(self, missing: int) -> None:
+        """``FileChangedWhileSending`` if a read came back ``missing`` bytes short or ``fstat`` no longer gives
+        the size and mtime the response began with."""
         now = os.fstat(self.opened.fd)
-        if len(data) < count or (now.st_size, now.st_mtime_ns) != (self.opened.size, self.opened.mtime_ns):
+        if missing > 0 or (now.st_size, now.st_mtime_ns) != (self.opened.size, self.opened.mtime_ns):
             raise FileChangedWhileSending(
                 f"{self.opened.name} changed while it was being sent (size {self.opened.size} -> {now.st_size});"
-                " the response was cut short"
+                " rerun `cmadapter index` if it is an indexed video"
             )
-        return data
 
 
 def byte_range(value: str, size: int) -> tuple[int, int] | str | None:
