@@ -115,18 +115,19 @@ class OpenFileResponse(Response):
         # The first chunk is read (and the descriptor checked) before the status goes out: a file that changed
         # between the route's checks and here gets a clean 404, like one that changed a moment earlier, instead
         # of headers followed by a cut connection. Only a change later than the first chunk cuts a body short.
+        has_body = scope["method"] != "HEAD" and start < stop
         first = b""
         try:
-            if scope["method"] == "HEAD" or start == stop:
-                self._check_unchanged(0)
-            else:
+            if has_body:
                 first = await anyio.to_thread.run_sync(self._read, start, min(CHUNK_BYTES, stop - start))
+            else:
+                self._check_unchanged(0)
         except FileChangedWhileSending as exc:
             await JSONResponse({"detail": str(exc)}, status_code=404)(scope, receive, send)
             return
         headers["content-length"] = str(stop - start)
         await send({"type": "http.response.start", "status": status, "headers": headers.raw})
-        if scope["method"] == "HEAD" or start == stop:
+        if not has_body:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         if start + len(first) == stop:  # the whole body was the first chunk: nothing left to watch
